@@ -1,0 +1,1 @@
+"""Shapes: tables, input schemas, settings and the engine. Imports nothing else of ours."""

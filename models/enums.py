@@ -1,0 +1,72 @@
+"""The closed vocabularies of the store, in the seeds' words."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "Category",
+    "EventSource",
+    "Severity",
+    "SignatureStatus",
+    "TestKind",
+    "TestType",
+    "severity_rank",
+]
+
+
+class Category(StrEnum):
+    AI_TIMEOUT = "ai_timeout"
+    RATE_LIMIT = "rate_limit"
+    VALIDATION_ERROR = "validation_error"
+    DEPENDENCY_ERROR = "dependency_error"
+    SYNTAX_ERROR = "syntax_error"
+    UNKNOWN = "unknown"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+_SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
+
+
+def severity_rank(severity: str) -> int:
+    """Return the order of a severity (low=0 … critical=3) so the maximum can be kept."""
+    return _SEVERITY_ORDER[Severity(severity)]
+
+
+class SignatureStatus(StrEnum):
+    NEW = "new"
+    ONGOING = "ongoing"
+    TESTED = "tested"
+    FIXED = "fixed"
+    REGRESSED = "regressed"
+    IGNORED = "ignored"
+
+
+class EventSource(StrEnum):
+    PYTHON = "python"
+    HTTP = "http"
+    SENTRY = "sentry"
+    FILE = "file"
+
+
+class TestKind(StrEnum):
+    __test__ = False  # not a pytest class
+
+    HTTP = "http"
+    SCENARIO = "scenario"
+    UI = "ui"
+
+
+class TestType(StrEnum):
+    __test__ = False
+
+    SMOKE = "smoke"
+    REGRESSION = "regression"
+    CONTRACT = "contract"
+    INTEGRATION = "integration"

@@ -1,0 +1,96 @@
+"""Settings: one place for every knob, read from `IMMUNITY_*` variables and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ClassificationRule", "Environment", "Settings", "get_settings"]
+
+DEFAULT_DATA_DIR = Path(".immunity")
+
+
+class Environment(BaseModel):
+    """A place the service runs; regression tests replay against its base URL."""
+
+    base_url: str = Field(description="Base URL the replayed paths are joined to.")
+    is_production: bool = Field(
+        default=False, description="Unsafe methods are not replayed here unless a test allows it."
+    )
+
+
+class ClassificationRule(BaseModel):
+    """A rule mapping an error to a category: first match wins, checked before the defaults."""
+
+    category: str
+    severity: str
+    error_types: list[str] = Field(default_factory=list, description="Exact exception type names.")
+    message_patterns: list[str] = Field(
+        default_factory=list, description="Case-insensitive regular expressions over the message."
+    )
+    status_codes: list[int] = Field(default_factory=list, description="HTTP status codes.")
+
+
+class Settings(BaseSettings):
+    """Everything immunity reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IMMUNITY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+
+    # Test generation: the seed's 3-strike rule.
+    generation_threshold: int = Field(default=3, ge=1)
+    generation_window_days: float = Field(default=7, gt=0)
+    initial_confidence: int = Field(default=75, ge=0, le=100)
+
+    # Storage bounds: counts stay exact, samples do not grow without limit.
+    max_samples_per_signature: int = Field(default=100, ge=1)
+    max_message_chars: int = Field(default=8_192, ge=64)
+    max_frames: int = Field(default=60, ge=1)
+    max_body_chars: int = Field(default=65_536, ge=64)
+    ingest_batch_size: int = Field(default=2_000, ge=1, le=50_000)
+
+    scrub_enabled: bool = True
+    classification_rules: list[ClassificationRule] = Field(default_factory=list)
+
+    environments: dict[str, Environment] = Field(
+        default_factory=lambda: {
+            "production": Environment(base_url="http://127.0.0.1:8000", is_production=True),
+        }
+    )
+    # Module prefixes treated as the application's own code when a frame does not say.
+    in_app_include: list[str] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres(cls, url: str) -> str:
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @model_validator(mode="after")
+    def _threshold_fits_samples(self) -> Settings:
+        # The 7-day count is taken over stored samples, so the bound must hold the threshold.
+        if self.generation_threshold > self.max_samples_per_signature:
+            raise ValueError("generation_threshold cannot exceed max_samples_per_signature")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or a SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'immunity.db').as_posix()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings (cached; call `get_settings.cache_clear()` after changes)."""
+    return Settings()

@@ -1,0 +1,111 @@
+"""The store: signatures, their occurrences, successes and the regression tests built from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text
+from sqlmodel import Field, SQLModel
+
+from models.enums import SignatureStatus, TestKind, TestType
+from models.schemas import utcnow
+from models.types import json_column, utc_column
+
+__all__ = ["FailureEvent", "RegressionTest", "Signature", "SuccessEvent"]
+
+
+class Signature(SQLModel, table=True):
+    """A group of failures that share a fingerprint (seed: generation_failures)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(max_length=64, unique=True)
+    error_type: str = Field(max_length=256)
+    message: str = Field(sa_column=Column(Text, nullable=False), description="Normalised message.")
+    culprit: str = Field(default="", max_length=512, description="Top in-app frame.")
+    category: str = Field(max_length=32, index=True)
+    severity: str = Field(max_length=16, description="The highest severity seen.")
+    first_seen: datetime = Field(sa_column=utc_column(nullable=False))
+    last_seen: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    occurrence_count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(default=SignatureStatus.NEW, max_length=16, index=True)
+    # No foreign key: the test points back with one, and a cycle would need ALTERs on SQLite.
+    test_id: int | None = Field(default=None, index=True)
+    untestable_reason: str | None = Field(default=None, max_length=512)
+    suspect_deployment_id: int | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+class FailureEvent(SQLModel, table=True):
+    """One occurrence of a signature; only the newest samples per signature are kept."""
+
+    __table_args__ = (Index("ix_failureevent_signature_received", "signature_id", "received_at"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    )
+    signature_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("signature.id", ondelete="CASCADE"), nullable=False)
+    )
+    received_at: datetime = Field(sa_column=utc_column(nullable=False))
+    environment: str = Field(max_length=64)
+    release: str | None = Field(default=None, max_length=128)
+    error_type: str = Field(max_length=256)
+    message: str = Field(sa_column=Column(Text, nullable=False), description="Scrubbed, truncated.")
+    frames: list[dict[str, Any]] = Field(default_factory=list, sa_column=json_column())
+    stacktrace: str | None = Field(default=None, sa_column=Column(Text))
+    request: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    status_code: int | None = None
+    context: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    tags: dict[str, str] = Field(default_factory=dict, sa_column=json_column())
+    user_hash: str | None = Field(default=None, max_length=64)
+    source: str = Field(max_length=16)
+    category: str = Field(max_length=32)
+    severity: str = Field(max_length=16)
+
+
+class SuccessEvent(SQLModel, table=True):
+    """One successful operation (seed: generation_analytics)."""
+
+    __table_args__ = (Index("ix_successevent_operation_received", "operation", "received_at"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    )
+    operation: str = Field(max_length=512)
+    received_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    environment: str = Field(max_length=64)
+    duration_ms: float = 0
+    list_counts: dict[str, int] = Field(default_factory=dict, sa_column=json_column())
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+
+
+class RegressionTest(SQLModel, table=True):
+    """A test that replays what once failed (seed: auto_generated_tests)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    kind: str = Field(default=TestKind.HTTP, max_length=16)
+    type: str = Field(default=TestType.REGRESSION, max_length=16)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=json_column(nullable=False))
+    expectations: dict[str, Any] = Field(default_factory=dict, sa_column=json_column(nullable=False))
+    framework: str | None = Field(default=None, max_length=32)
+    tags: list[str] = Field(default_factory=list, sa_column=json_column(nullable=False))
+    environment: str = Field(default="production", max_length=64)
+    confidence: int = Field(default=75, ge=0, le=100)
+    run_count: int = 0
+    pass_count: int = 0
+    fail_count: int = 0
+    flaky_count: int = 0
+    is_active: bool = True
+    quarantined: bool = False
+    # Unique: "exactly one test per signature" holds even under concurrent generation.
+    created_from_signature_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            Integer, ForeignKey("signature.id", ondelete="SET NULL"), unique=True, nullable=True
+        ),
+    )
+    last_run_at: datetime | None = Field(default=None, sa_column=utc_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))

@@ -33,7 +33,9 @@ class Signature(SQLModel, table=True):
     test_id: int | None = Field(default=None, index=True)
     untestable_reason: str | None = Field(default=None, max_length=512)
     suspect_deployment_id: int | None = Field(default=None)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
+    )
 
 
 class FailureEvent(SQLModel, table=True):
@@ -108,4 +110,6 @@ class RegressionTest(SQLModel, table=True):
         ),
     )
     last_run_at: datetime | None = Field(default=None, sa_column=utc_column())
-    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
+    )

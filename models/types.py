@@ -10,7 +10,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = ["JSONType", "UTCDateTime", "json_column", "utc_column"]
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# none_as_null: a missing request is SQL NULL, so "has a request" is a plain IS NOT NULL.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -37,6 +38,6 @@ def json_column(*, nullable: bool = True) -> Any:
     return Column(JSONType, nullable=nullable)
 
 
-def utc_column(*, nullable: bool = True, index: bool = False) -> Any:
-    """Return a fresh timezone-aware timestamp column."""
-    return Column(UTCDateTime(), nullable=nullable, index=index)
+def utc_column(*, nullable: bool = True, index: bool = False, default: Any = None) -> Any:
+    """Return a fresh timezone-aware timestamp column (`default` also applies to Core inserts)."""
+    return Column(UTCDateTime(), nullable=nullable, index=index, default=default)

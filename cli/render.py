@@ -1,0 +1,63 @@
+"""Rich tables of what the store holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from models.tables import RegressionTest, Signature
+from tasks.queries import confidence_band
+
+__all__ = ["signatures_table", "tests_table"]
+
+
+def signatures_table(signatures: Sequence[Signature], title: str = "Signatures") -> Table:
+    """Return a table of signatures: what failed, how often, and whether it has a test."""
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "id",
+        "fingerprint",
+        "error type",
+        "category",
+        "severity",
+        "seen",
+        "status",
+        "test",
+        "culprit",
+    ):
+        table.add_column(column, overflow="fold")
+    for s in signatures:
+        table.add_row(
+            str(s.id),
+            s.fingerprint[:12],
+            s.error_type,
+            s.category,
+            s.severity,
+            str(s.occurrence_count),
+            s.status,
+            str(s.test_id) if s.test_id else (s.untestable_reason or "—"),
+            s.culprit,
+        )
+    return table
+
+
+def tests_table(tests: Sequence[RegressionTest], title: str = "Regression tests") -> Table:
+    """Return a table of regression tests: what each replays and how far it is trusted."""
+    table = Table(title=title, title_justify="left")
+    for column in ("id", "name", "replays", "expects", "confidence", "band", "tags", "signature"):
+        table.add_column(column, overflow="fold")
+    for t in tests:
+        replays = f"{t.spec.get('method', '')} {t.spec.get('path', '')}".strip()
+        expects = ", ".join(f"{key}={value}" for key, value in sorted(t.expectations.items()))
+        table.add_row(
+            str(t.id),
+            t.name,
+            replays,
+            expects,
+            str(t.confidence),
+            confidence_band(t.confidence),
+            ", ".join(t.tags),
+            str(t.created_from_signature_id or "—"),
+        )
+    return table

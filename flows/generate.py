@@ -1,0 +1,33 @@
+"""Test generation: a signature that crosses the threshold gets exactly one regression test."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from models.reports import GeneratedTest
+from tasks.dashboards import publish_generation
+from tasks.generation import generate_tests
+
+__all__ = ["generate_regression_tests"]
+
+
+@flow(name="generate-regression-tests", log_prints=True)
+def generate_regression_tests(signature_ids: list[int] | None = None) -> list[GeneratedTest]:
+    """Give each qualifying signature its one regression test (all signatures when ids is None).
+
+    Args:
+        signature_ids: Signatures to consider; leave empty to sweep every signature that has
+            been seen at least the threshold number of times within the window.
+    """
+    outcomes = generate_tests(signature_ids)
+    generated = [
+        GeneratedTest(
+            signature_id=o.signature_id, test_id=o.test_id, created=o.created, reason=o.reason
+        )
+        for o in outcomes
+    ]
+    created = [item for item in generated if item.created]
+    if generated:
+        publish_generation(generated)
+    print(f"{len(created)} regression test(s) created, {len(generated) - len(created)} not")
+    return generated

@@ -1,0 +1,174 @@
+"""Building regression tests in the store for signatures that crossed the threshold."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from prefect import task
+from sqlalchemy import Connection, Engine, case, func, select, update
+
+from models.db import get_engine
+from models.enums import SignatureStatus
+from models.settings import Settings, get_settings
+from models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
+from tasks.retry import DB_TASK_OPTIONS
+from tasks.store import dialect_insert
+from tasks.testgen import crossed_threshold, operation_matches, replay_spec, test_fields
+
+__all__ = ["GenerationOutcome", "create_regression_tests", "find_candidates", "generate_tests"]
+
+signatures = Signature.__table__  # type: ignore[attr-defined]
+events = FailureEvent.__table__  # type: ignore[attr-defined]
+successes = SuccessEvent.__table__  # type: ignore[attr-defined]
+tests = RegressionTest.__table__  # type: ignore[attr-defined]
+
+SAMPLES_LOOKED_AT = 20
+SUCCESSES_LOOKED_AT = 200
+
+
+@dataclass(frozen=True)
+class GenerationOutcome:
+    """What generation did for one signature: the test it has, or why it has none."""
+
+    signature_id: int
+    test_id: int | None
+    created: bool
+    reason: str | None = None
+
+
+def find_candidates(
+    conn: Connection, settings: Settings, signature_ids: Sequence[int] | None = None
+) -> list[Any]:
+    """Return signatures without a test that were seen ≥ threshold times within the window."""
+    query = select(signatures).where(
+        signatures.c.test_id.is_(None),
+        signatures.c.status != SignatureStatus.IGNORED,
+        signatures.c.occurrence_count >= settings.generation_threshold,
+    )
+    if signature_ids is not None:
+        query = query.where(signatures.c.id.in_(sorted(set(signature_ids))))
+    rows = list(conn.execute(query.order_by(signatures.c.id)))
+    if not rows:
+        return []
+    ranked = (
+        select(
+            events.c.signature_id,
+            events.c.received_at,
+            func.row_number()
+            .over(partition_by=events.c.signature_id, order_by=events.c.received_at.desc())
+            .label("rank"),
+        )
+        .where(events.c.signature_id.in_([row.id for row in rows]))
+        .subquery()
+    )
+    recent: dict[int, list[Any]] = defaultdict(list)
+    newest = select(ranked.c.signature_id, ranked.c.received_at).where(
+        ranked.c.rank <= settings.generation_threshold
+    )
+    for signature_id, received_at in conn.execute(newest):
+        recent[signature_id].append(received_at)
+    window = timedelta(days=settings.generation_window_days)
+    return [
+        row
+        for row in rows
+        if crossed_threshold(
+            recent[row.id], row.last_seen, threshold=settings.generation_threshold, window=window
+        )
+    ]
+
+
+def _latest_request_sample(conn: Connection, signature_id: int) -> Any | None:
+    query = (
+        select(events.c.request, events.c.environment)
+        .where(events.c.signature_id == signature_id, events.c.request.is_not(None))
+        .order_by(events.c.received_at.desc(), events.c.id.desc())
+        .limit(SAMPLES_LOOKED_AT)
+    )
+    samples = list(conn.execute(query))
+    for sample in samples:
+        if sample.request.get("method") and sample.request.get("url"):
+            return sample
+    return samples[0] if samples else None
+
+
+def _success_list_counts(conn: Connection, method: str, path: str) -> list[dict[str, int]]:
+    query = (
+        select(successes.c.operation, successes.c.list_counts)
+        .where(successes.c.operation.like(f"{method.upper()} %"))
+        .order_by(successes.c.id.desc())
+        .limit(SUCCESSES_LOOKED_AT)
+    )
+    return [
+        dict(row.list_counts or {})
+        for row in conn.execute(query)
+        if operation_matches(row.operation, method, path)
+    ]
+
+
+def _generate_one(conn: Connection, signature: Any, settings: Settings) -> GenerationOutcome:
+    sample = _latest_request_sample(conn, signature.id)
+    environment = sample.environment if sample is not None else "production"
+    spec, reason = replay_spec(
+        sample.request if sample is not None else None, settings.environments.get(environment)
+    )
+    if spec is None:
+        conn.execute(
+            update(signatures)
+            .where(signatures.c.id == signature.id)
+            .values(untestable_reason=reason)
+        )
+        return GenerationOutcome(signature.id, None, False, reason)
+    fields = test_fields(
+        signature_id=signature.id,
+        fingerprint=signature.fingerprint,
+        error_type=signature.error_type,
+        category=signature.category,
+        message=signature.message,
+        environment=environment,
+        spec=spec,
+        list_counts=_success_list_counts(conn, spec.method, spec.path),
+        confidence=settings.initial_confidence,
+    )
+    # The unique key on the signature makes a concurrent second insert a no-op, not a duplicate.
+    inserted = conn.execute(
+        dialect_insert(conn, tests).values(**fields).on_conflict_do_nothing().returning(tests.c.id)
+    ).scalar()
+    test_id = conn.execute(
+        select(tests.c.id).where(tests.c.created_from_signature_id == signature.id)
+    ).scalar()
+    if test_id is None:
+        return GenerationOutcome(signature.id, None, False, f"test name {fields['name']} is taken")
+    conn.execute(
+        update(signatures)
+        .where(signatures.c.id == signature.id, signatures.c.test_id.is_(None))
+        .values(
+            test_id=test_id,
+            untestable_reason=None,
+            status=_tested_status(signatures.c.status),
+        )
+    )
+    return GenerationOutcome(signature.id, test_id, inserted is not None)
+
+
+def _tested_status(current: Any) -> Any:
+    new_or_ongoing = (SignatureStatus.NEW.value, SignatureStatus.ONGOING.value)
+    return case((current.in_(new_or_ongoing), SignatureStatus.TESTED.value), else_=current)
+
+
+def create_regression_tests(
+    signature_ids: Sequence[int] | None, *, engine: Engine, settings: Settings
+) -> list[GenerationOutcome]:
+    """Give every qualifying signature (all of them when `signature_ids` is None) its one test."""
+    with engine.begin() as conn:
+        candidates = find_candidates(conn, settings, signature_ids)
+        return [_generate_one(conn, row, settings) for row in candidates]
+
+
+@task(name="generate-regression-tests", **DB_TASK_OPTIONS)
+def generate_tests(signature_ids: list[int] | None = None) -> list[GenerationOutcome]:
+    """Return what generation did for each qualifying signature (all when ids is None)."""
+    return create_regression_tests(signature_ids, engine=get_engine(), settings=get_settings())

@@ -1,0 +1,106 @@
+"""Ingesting batches of events: the pipeline every entry point shares, and its Prefect tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import task
+from sqlalchemy import Engine
+
+from models.db import get_engine
+from models.schemas import FailureEventIn, SuccessEventIn, utcnow
+from models.settings import Settings, get_settings
+from tasks.prepare import PreparedFailure, prepare_failure, prepare_success
+from tasks.retry import DB_TASK_OPTIONS
+from tasks.store import prune_samples, store_failures, store_successes
+from tasks.validate import Rejection, validate_events
+
+__all__ = [
+    "BatchResult",
+    "ingest_failure_batch",
+    "ingest_success_batch",
+    "process_failures",
+    "process_successes",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did: accepted and rejected events, signatures touched, test candidates."""
+
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    signatures: int = 0
+    new_signatures: int = 0
+    candidates: list[int] = field(default_factory=list)
+
+
+def _prepare_all(
+    accepted: Sequence[tuple[int, FailureEventIn]], settings: Settings
+) -> tuple[list[PreparedFailure], list[Rejection]]:
+    prepared, rejected = [], []
+    for index, event in accepted:
+        try:
+            prepared.append(prepare_failure(event, settings))
+        except Exception as error:  # one unprocessable event must not sink the batch
+            log.exception("event %s could not be processed", index)
+            rejected.append(Rejection(index, [f"(event): could not be processed: {error}"]))
+    return prepared, rejected
+
+
+def process_failures(
+    raw_events: Sequence[Any],
+    *,
+    engine: Engine,
+    settings: Settings,
+    indexes: Sequence[int] | None = None,
+) -> BatchResult:
+    """Validate, classify, scrub, fingerprint and store a batch in one transaction."""
+    accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
+    prepared, unprocessable = _prepare_all(accepted, settings)
+    with engine.begin() as conn:
+        stored = store_failures(conn, prepared, settings, utcnow())
+    prune_samples(engine, stored.over_sample_limit, settings.max_samples_per_signature)
+    return BatchResult(
+        accepted=len(prepared),
+        rejected=rejected + unprocessable,
+        signatures=len(stored.signature_ids),
+        new_signatures=stored.new_signatures,
+        candidates=stored.candidates,
+    )
+
+
+def process_successes(
+    raw_events: Sequence[Any],
+    *,
+    engine: Engine,
+    settings: Settings,
+    indexes: Sequence[int] | None = None,
+) -> BatchResult:
+    """Validate and store a batch of success events in one transaction."""
+    accepted, rejected = validate_events(raw_events, SuccessEventIn, indexes=indexes)
+    rows = [prepare_success(event, settings) for _, event in accepted]
+    with engine.begin() as conn:
+        store_successes(conn, rows)
+    return BatchResult(accepted=len(rows), rejected=rejected)
+
+
+@task(name="ingest-failure-batch", **DB_TASK_OPTIONS)
+def ingest_failure_batch(raw_events: list[Any], indexes: list[int] | None = None) -> BatchResult:
+    """Return the outcome of storing one batch of failure events."""
+    return process_failures(
+        raw_events, engine=get_engine(), settings=get_settings(), indexes=indexes
+    )
+
+
+@task(name="ingest-success-batch", **DB_TASK_OPTIONS)
+def ingest_success_batch(raw_events: list[Any], indexes: list[int] | None = None) -> BatchResult:
+    """Return the outcome of storing one batch of success events."""
+    return process_successes(
+        raw_events, engine=get_engine(), settings=get_settings(), indexes=indexes
+    )

@@ -1,0 +1,191 @@
+"""Writing a batch of events: one upsert of signatures, one insert of samples, then pruning."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from models.enums import SignatureStatus
+from models.settings import Settings
+from models.tables import FailureEvent, Signature, SuccessEvent
+from tasks.prepare import PreparedFailure, SignatureDelta, aggregate_signatures
+
+__all__ = ["StoredBatch", "dialect_insert", "prune_samples", "store_failures", "store_successes"]
+
+log = logging.getLogger(__name__)
+
+STATEMENT_ROWS = 500
+signature_table = Signature.__table__  # type: ignore[attr-defined]
+event_table = FailureEvent.__table__  # type: ignore[attr-defined]
+success_table = SuccessEvent.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class StoredBatch:
+    """What a committed batch did: signatures touched, events kept, candidates for a test."""
+
+    signature_ids: dict[str, int] = field(default_factory=dict)
+    new_signatures: int = 0
+    events_stored: int = 0
+    candidates: list[int] = field(default_factory=list)
+    over_sample_limit: list[int] = field(default_factory=list)
+
+
+def dialect_insert(engine_or_conn: Engine | Connection, table: Any) -> Any:
+    """Return an INSERT for `table` that knows ON CONFLICT on this backend."""
+    name = engine_or_conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database backend: {name} (use SQLite or PostgreSQL)")
+
+
+def _severity_rank(column: Any) -> Any:
+    return case({"low": 0, "medium": 1, "high": 2, "critical": 3}, value=column, else_=1)
+
+
+def _upsert_statement(conn: Connection) -> Any:
+    stmt = dialect_insert(conn, signature_table)
+    current, incoming = signature_table.c, stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[current.fingerprint],
+        set_={
+            # Atomic in the database: concurrent writers add, they never overwrite.
+            "occurrence_count": current.occurrence_count + incoming.occurrence_count,
+            "last_seen": case(
+                (incoming.last_seen > current.last_seen, incoming.last_seen),
+                else_=current.last_seen,
+            ),
+            "first_seen": case(
+                (incoming.first_seen < current.first_seen, incoming.first_seen),
+                else_=current.first_seen,
+            ),
+            "severity": case(
+                (
+                    _severity_rank(incoming.severity) > _severity_rank(current.severity),
+                    incoming.severity,
+                ),
+                else_=current.severity,
+            ),
+            "status": case(
+                (current.status == SignatureStatus.FIXED, SignatureStatus.REGRESSED.value),
+                (current.status == SignatureStatus.NEW, SignatureStatus.ONGOING.value),
+                else_=current.status,
+            ),
+        },
+    ).returning(
+        current.id,
+        current.fingerprint,
+        current.occurrence_count,
+        current.test_id,
+        current.status,
+        current.created_at,
+    )
+
+
+def _signature_row(delta: SignatureDelta, now: Any) -> dict[str, Any]:
+    return {
+        "fingerprint": delta.fingerprint,
+        "error_type": delta.error_type,
+        "message": delta.message,
+        "culprit": delta.culprit,
+        "category": delta.category,
+        "severity": delta.severity,
+        "first_seen": delta.first_seen,
+        "last_seen": delta.last_seen,
+        "occurrence_count": delta.count,
+        "status": SignatureStatus.NEW if delta.count == 1 else SignatureStatus.ONGOING,
+        "created_at": now,
+    }
+
+
+def _newest_per_signature(
+    prepared: Sequence[PreparedFailure], limit: int
+) -> dict[str, list[PreparedFailure]]:
+    grouped: dict[str, list[PreparedFailure]] = defaultdict(list)
+    for item in prepared:
+        grouped[item.fingerprint].append(item)
+    for key, items in grouped.items():
+        if len(items) > limit:
+            items.sort(key=lambda item: item.received_at)
+            grouped[key] = items[-limit:]
+    return grouped
+
+
+def store_failures(
+    conn: Connection, prepared: Sequence[PreparedFailure], settings: Settings, now: Any
+) -> StoredBatch:
+    """Upsert the batch's signatures and insert its samples, inside the caller's transaction."""
+    result = StoredBatch()
+    if not prepared:
+        return result
+    deltas = aggregate_signatures(prepared)
+    statement = _upsert_statement(conn)
+    for start in range(0, len(deltas), STATEMENT_ROWS):
+        rows = [_signature_row(d, now) for d in deltas[start : start + STATEMENT_ROWS]]
+        for row in conn.execute(statement, rows):
+            result.signature_ids[row.fingerprint] = row.id
+            # created_at is only written on insert, so `now` there means this batch created it.
+            if row.created_at == now:
+                result.new_signatures += 1
+            if row.occurrence_count > settings.max_samples_per_signature:
+                result.over_sample_limit.append(row.id)
+            if (
+                row.test_id is None
+                and row.status != SignatureStatus.IGNORED
+                and row.occurrence_count >= settings.generation_threshold
+            ):
+                result.candidates.append(row.id)
+    events = []
+    for key, items in _newest_per_signature(prepared, settings.max_samples_per_signature).items():
+        signature_id = result.signature_ids[key]
+        events.extend({**item.row, "signature_id": signature_id} for item in items)
+    for start in range(0, len(events), STATEMENT_ROWS * 4):
+        conn.execute(event_table.insert(), events[start : start + STATEMENT_ROWS * 4])
+    result.events_stored = len(events)
+    return result
+
+
+def prune_samples(engine: Engine, signature_ids: Sequence[int], keep: int) -> int:
+    """Delete all but the newest `keep` samples of each signature; return how many went."""
+    if not signature_ids:
+        return 0
+    ranked = (
+        select(
+            event_table.c.id,
+            event_table.c.signature_id,
+        )
+        .add_columns(
+            func.row_number()
+            .over(
+                partition_by=event_table.c.signature_id,
+                order_by=(event_table.c.received_at.desc(), event_table.c.id.desc()),
+            )
+            .label("rank")
+        )
+        .where(event_table.c.signature_id.in_(list(signature_ids)))
+        .subquery()
+    )
+    doomed = select(ranked.c.id).where(ranked.c.rank > keep)
+    try:
+        with engine.begin() as conn:
+            return conn.execute(delete(event_table).where(event_table.c.id.in_(doomed))).rowcount
+    except DBAPIError as error:
+        # Housekeeping only: counts are already committed, and the next batch prunes again.
+        log.warning("pruning samples skipped this time: %s", error.orig or error)
+        return 0
+
+
+def store_successes(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert success events inside the caller's transaction; return how many."""
+    for start in range(0, len(rows), STATEMENT_ROWS * 4):
+        conn.execute(success_table.insert(), list(rows[start : start + STATEMENT_ROWS * 4]))
+    return len(rows)

@@ -1,0 +1,159 @@
+"""Pure rules of test generation: who qualifies, what request to replay, what to expect."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from models.enums import TestKind, TestType
+from models.settings import Environment
+from tasks.scrub import FILTERED
+
+__all__ = [
+    "ReplaySpec",
+    "crossed_threshold",
+    "expectations_for",
+    "operation_matches",
+    "replay_spec",
+    "test_name",
+    "test_fields",
+]
+
+# Headers that describe one connection or are recomputed by the client on replay.
+_NOT_REPLAYED = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "accept-encoding",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "x-forwarded-for",
+        "x-real-ip",
+    }
+)
+_TEMPLATE_PART = re.compile(r"\{[^/}]+\}")
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """A request that can be sent again: method, path relative to the environment, headers, body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "headers": self.headers,
+            "body": self.body,
+        }
+
+
+def crossed_threshold(
+    received: Iterable[datetime], last_seen: datetime, *, threshold: int, window: timedelta
+) -> bool:
+    """True when at least `threshold` occurrences fall in the window ending at the last one."""
+    since = last_seen - window
+    return sum(1 for at in received if at >= since) >= threshold
+
+
+def replay_spec(
+    request: Mapping[str, Any] | None, environment: Environment | None
+) -> tuple[ReplaySpec | None, str | None]:
+    """Return the replayable form of a captured request, or None and the reason it is not."""
+    if not request:
+        return None, "no sample carries an HTTP request"
+    method, url = request.get("method"), request.get("url")
+    if not method or not url:
+        return None, "the captured request has no method or URL"
+    path = _relative_path(str(url), environment)
+    if path is None:
+        return None, f"the request URL is not an HTTP URL: {str(url)[:200]}"
+    headers = {
+        name: value
+        for name, value in (request.get("headers") or {}).items()
+        if name.lower() not in _NOT_REPLAYED and value != FILTERED
+    }
+    return ReplaySpec(str(method).upper(), path, headers, request.get("body")), None
+
+
+def _relative_path(url: str, environment: Environment | None) -> str | None:
+    if environment and url.startswith(environment.base_url.rstrip("/") + "/"):
+        return url[len(environment.base_url.rstrip("/")) :]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", ""):
+        return None
+    if not parts.path.startswith("/"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def operation_matches(operation: str, method: str, path: str) -> bool:
+    """True when a success's operation (`POST /api/jobs/{id}`) names this method and path."""
+    op_method, _, template = operation.partition(" ")
+    if op_method.upper() != method.upper():
+        return False
+    segments = [
+        "[^/]+" if _TEMPLATE_PART.fullmatch(part) else re.escape(part)
+        for part in template.split("/")
+    ]
+    return re.fullmatch("/".join(segments), path.split("?", 1)[0]) is not None
+
+
+def expectations_for(list_counts: Sequence[Mapping[str, int]]) -> dict[str, Any]:
+    """Return `should_not_fail`, plus `min_items` for the lists every recent success carried."""
+    expected: dict[str, Any] = {"should_not_fail": True}
+    if list_counts:
+        paths = set.intersection(*(set(counts) for counts in list_counts))
+        min_items = {
+            path: 1 for path in sorted(paths) if all(counts[path] >= 1 for counts in list_counts)
+        }
+        if min_items:
+            expected["min_items"] = min_items
+    return expected
+
+
+def test_name(error_type: str, fingerprint: str) -> str:
+    """Return `regression_<error_type in snake case>_<short fingerprint>`."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", error_type.rsplit(".", 1)[-1])
+    snake = re.sub(r"[^a-z0-9]+", "_", snake.lower()).strip("_")[:80] or "error"
+    return f"regression_{snake}_{fingerprint[:8]}"
+
+
+def test_fields(
+    *,
+    signature_id: int,
+    fingerprint: str,
+    error_type: str,
+    category: str,
+    message: str,
+    environment: str,
+    spec: ReplaySpec,
+    list_counts: Sequence[Mapping[str, int]],
+    confidence: int,
+) -> dict[str, Any]:
+    """Return the columns of the regression test for a signature and its replayable sample."""
+    return {
+        "name": test_name(error_type, fingerprint),
+        "description": f"{error_type}: {message[:300]} — replays {spec.method} {spec.path}",
+        "kind": TestKind.HTTP.value,
+        "type": TestType.REGRESSION.value,
+        "spec": spec.as_dict(),
+        "expectations": expectations_for(list_counts),
+        "tags": ["regression", category],
+        "environment": environment,
+        "confidence": confidence,
+        "created_from_signature_id": signature_id,
+    }

@@ -1,0 +1,89 @@
+"""Shared fixtures: a real PostgreSQL database per session, SQLite per test, one Prefect harness."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+
+from models.db import create_schema, get_engine
+from models.settings import get_settings
+
+REQUIRE_POSTGRES = os.environ.get("IMMUNITY_REQUIRE_POSTGRES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "IMMUNITY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
+)
+TABLES = ("failureevent", "successevent", "regressiontest", "signature")
+
+
+def _admin_connection() -> psycopg.Connection:
+    try:
+        return psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        reason = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error}".strip()
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{reason} (IMMUNITY_REQUIRE_POSTGRES=1 makes this required)")
+        pytest.skip(f"{reason} (set IMMUNITY_REQUIRE_POSTGRES=1 to make it required)")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session, dropped afterwards."""
+    name = f"immunity_test_{uuid.uuid4().hex[:12]}"
+    with _admin_connection() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    yield f"{base}/{name}"
+    for engine_url in list(_created_engines):
+        _created_engines.pop(engine_url).dispose()
+    with _admin_connection() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_created_engines: dict[str, Engine] = {}
+_schema_ready: set[str] = set()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty store on each backend: a new SQLite file, or the session's PostgreSQL truncated."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'immunity.db'}"
+        create_schema(get_engine(url))
+        return url
+    url = request.getfixturevalue("postgres_url")
+    engine = get_engine(url)
+    _created_engines[url] = engine
+    if url not in _schema_ready:
+        create_schema(engine)
+        _schema_ready.add(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Engine:
+    return get_engine(db_url)
+
+
+@pytest.fixture
+def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the configured store (what flows and tasks use) at the test database."""
+    monkeypatch.setenv("IMMUNITY_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (flows run against it)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -1,0 +1,176 @@
+"""The ingest pipeline and test generation against a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from models.settings import Environment, Settings
+from models.tables import FailureEvent, RegressionTest, Signature
+from tasks.generation import create_regression_tests
+from tasks.ingest import process_failures, process_successes
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def settings(**overrides: Any) -> Settings:
+    base = {
+        "environments": {"production": Environment(base_url="https://shop.example.com")},
+        "max_samples_per_signature": 5,
+    }
+    return Settings(**{**base, **overrides})
+
+
+def recipe_failure(n: int, at: datetime = NOW, **extra: Any) -> dict[str, Any]:
+    """The seed's recipe-website failure: same bug each time, other ids and line numbers."""
+    event = {
+        "error_type": "DependencyValidationError",
+        "message": f"dependency validation failed for project {1000 + n} (user{n}@example.com)",
+        "frames": [
+            {"module": "app.api", "function": "generate", "lineno": 40 + n, "in_app": True,
+             "filename": f"/srv/release-{n}/app/api.py"},
+            {"module": "app.deps", "function": "validate", "lineno": 12 + n, "in_app": True,
+             "filename": f"/srv/release-{n}/app/deps.py"},
+        ],
+        "received_at": at.isoformat(),
+        "request": {
+            "method": "POST",
+            "url": "https://shop.example.com/api/generate",
+            "headers": {"Authorization": "Bearer secret-token", "Content-Type": "application/json",
+                        "Content-Length": "64", "X-Trace": f"t-{n}"},
+            "body": {"prompt": "Build recipe website with search", "password": "hunter2"},
+        },
+        "status_code": 500,
+        "user": f"user-{n}",
+    }
+    event.update(extra)
+    return event
+
+
+def one(engine: Engine, model: type, **where: Any) -> Any:
+    with Session(engine) as session:
+        query = select(model).filter_by(**where)
+        return session.exec(query).scalars().one()  # type: ignore[attr-defined]
+
+
+def count(engine: Engine, model: type) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(model)).scalar_one()  # type: ignore[attr-defined]
+
+
+def test_bad_events_are_rejected_by_field_and_good_ones_kept(engine: Engine) -> None:
+    batch = [recipe_failure(1), {"message": "no type"}, "not an object",
+             recipe_failure(2, status_code="five hundred"), recipe_failure(3)]
+    result = process_failures(batch, engine=engine, settings=settings())
+    assert result.accepted == 2
+    assert [r.index for r in result.rejected] == [1, 2, 3]
+    assert "error_type" in result.rejected[0].errors[0]
+    assert "JSON object" in result.rejected[1].errors[0]
+    assert result.rejected[2].errors[0].startswith("status_code")
+    assert one(engine, Signature).occurrence_count == 2
+    assert count(engine, FailureEvent) == 2
+
+
+def test_counts_stay_exact_while_samples_stay_bounded(engine: Engine) -> None:
+    for start in (0, 7):
+        batch = [recipe_failure(n, NOW + timedelta(minutes=n)) for n in range(start, start + 7)]
+        process_failures(batch, engine=engine, settings=settings())
+    signature = one(engine, Signature)
+    assert signature.occurrence_count == 14
+    assert count(engine, FailureEvent) == 5
+    with Session(engine) as session:
+        kept = session.exec(select(FailureEvent.received_at)).scalars().all()  # type: ignore[attr-defined]
+    assert min(kept) == NOW + timedelta(minutes=9)  # the newest five survive
+    assert signature.first_seen == NOW and signature.last_seen == NOW + timedelta(minutes=13)
+
+
+def test_secrets_are_scrubbed_before_storing_and_long_text_truncated(engine: Engine) -> None:
+    event = recipe_failure(1, message="x" * 20_000 + " contact bob@example.com")
+    process_failures([event], engine=engine, settings=settings(max_message_chars=1000))
+    stored = one(engine, FailureEvent)
+    assert stored.request["headers"]["Authorization"] == "[Filtered]"
+    assert stored.request["body"]["password"] == "[Filtered]"
+    assert stored.request["body"]["prompt"] == "Build recipe website with search"
+    assert len(stored.message) < 1100 and "truncated" in stored.message
+    assert "hunter2" not in str(stored.model_dump()) and "secret-token" not in str(stored.request)
+    assert stored.user_hash and "user-1" not in stored.user_hash
+
+
+def test_third_occurrence_builds_exactly_one_linked_test(engine: Engine) -> None:
+    config = settings()
+    process_successes(
+        [{"operation": "POST /api/generate", "list_counts": {"$.files": 3}},
+         {"operation": "POST /api/generate", "list_counts": {"$.files": 1, "$.warnings": 0}}],
+        engine=engine, settings=config,
+    )
+    first = process_failures([recipe_failure(1), recipe_failure(2)], engine=engine, settings=config)
+    assert first.candidates == []
+    third = process_failures([recipe_failure(3, NOW + timedelta(days=1))], engine=engine,
+                             settings=config)
+    assert len(third.candidates) == 1
+    outcomes = create_regression_tests(third.candidates, engine=engine, settings=config)
+    assert [o.created for o in outcomes] == [True]
+    again = create_regression_tests(None, engine=engine, settings=config)
+    assert again == []
+    test = one(engine, RegressionTest)
+    signature = one(engine, Signature)
+    assert test.name == f"regression_dependency_validation_error_{signature.fingerprint[:8]}"
+    assert test.created_from_signature_id == signature.id and signature.test_id == test.id
+    assert signature.status == "tested"
+    assert test.confidence == 75 and test.tags == ["regression", "dependency_error"]
+    assert test.expectations == {"should_not_fail": True, "min_items": {"$.files": 1}}
+    assert test.spec["method"] == "POST" and test.spec["path"] == "/api/generate"
+    assert test.spec["body"]["prompt"] == "Build recipe website with search"
+    assert test.spec["headers"] == {"Content-Type": "application/json", "X-Trace": "t-3"}
+
+
+def test_occurrences_spread_beyond_the_window_build_no_test(engine: Engine) -> None:
+    config = settings()
+    batch = [recipe_failure(n, NOW + timedelta(days=8 * n)) for n in range(3)]
+    result = process_failures(batch, engine=engine, settings=config)
+    assert result.candidates  # three in all …
+    assert create_regression_tests(result.candidates, engine=engine, settings=config) == []
+    assert count(engine, RegressionTest) == 0  # … but never three within seven days
+
+
+def test_signature_without_replayable_sample_says_why_until_one_arrives(engine: Engine) -> None:
+    config = settings()
+    batch = [recipe_failure(n, request=None) for n in range(3)]
+    result = process_failures(batch, engine=engine, settings=config)
+    [outcome] = create_regression_tests(result.candidates, engine=engine, settings=config)
+    assert not outcome.created and "no sample carries an HTTP request" in outcome.reason
+    assert one(engine, Signature).untestable_reason == outcome.reason
+    result = process_failures([recipe_failure(9)], engine=engine, settings=config)
+    [outcome] = create_regression_tests(result.candidates, engine=engine, settings=config)
+    assert outcome.created
+    assert one(engine, Signature).untestable_reason is None
+
+
+def test_grouping_same_bug_together_and_different_bugs_apart(engine: Engine) -> None:
+    other_path = recipe_failure(5)
+    other_path["frames"][1]["function"] = "resolve"
+    other_type = recipe_failure(6, error_type="KeyError")
+    batch = [recipe_failure(1), recipe_failure(2), other_path, other_type]
+    result = process_failures(batch, engine=engine, settings=settings())
+    assert result.signatures == 3
+    with Session(engine) as session:
+        counts = sorted(session.exec(select(Signature.occurrence_count)).scalars().all())  # type: ignore[attr-defined]
+    assert counts == [1, 1, 2]
+
+
+def test_severity_keeps_the_highest_and_fixed_signature_regresses(engine: Engine) -> None:
+    config = settings()
+    process_failures([recipe_failure(1, severity="low")], engine=engine, settings=config)
+    process_failures([recipe_failure(2, severity="critical")], engine=engine, settings=config)
+    process_failures([recipe_failure(3, severity="medium")], engine=engine, settings=config)
+    signature = one(engine, Signature)
+    assert signature.severity == "critical" and signature.status == "ongoing"
+    with Session(engine) as session:
+        signature.status = "fixed"
+        session.add(signature)
+        session.commit()
+    process_failures([recipe_failure(4)], engine=engine, settings=config)
+    assert one(engine, Signature).status == "regressed"

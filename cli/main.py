@@ -26,7 +26,7 @@ errors = Console(stderr=True)
 def db_upgrade(
     revision: Annotated[str, typer.Option(help="Alembic revision to upgrade to.")] = "head",
 ) -> None:
-    """Create or migrate the store's tables (SQLite by default, PostgreSQL by IMMUNITY_DATABASE_URL)."""
+    """Create or migrate the store's tables (SQLite by default; see IMMUNITY_DATABASE_URL)."""
     from models.settings import get_settings
     from tasks.schema import upgrade_database
 
@@ -105,6 +105,10 @@ def demo(
     ] = 3,
 ) -> None:
     """Run the sample service with faults on, drive traffic, and watch failures become tests."""
+    import os
+
+    # The story is told in tables; Prefect's per-run log lines still reach its UI.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from cli.demo import run_demo
 
     run_demo(console, port=port, users=users, days=days)

@@ -30,7 +30,7 @@ def signatures_table(signatures: Sequence[Signature], title: str = "Signatures")
     for s in signatures:
         table.add_row(
             str(s.id),
-            s.fingerprint[:12],
+            s.fingerprint[:8],
             s.error_type,
             s.category,
             s.severity,
@@ -46,7 +46,8 @@ def tests_table(tests: Sequence[RegressionTest], title: str = "Regression tests"
     """Return a table of regression tests: what each replays and how far it is trusted."""
     table = Table(title=title, title_justify="left")
     for column in ("id", "name", "replays", "expects", "confidence", "band", "tags", "signature"):
-        table.add_column(column, overflow="fold")
+        # A name is copied into commands, so it is never broken across lines.
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
     for t in tests:
         replays = f"{t.spec.get('method', '')} {t.spec.get('path', '')}".strip()
         expects = ", ".join(f"{key}={value}" for key, value in sorted(t.expectations.items()))

@@ -161,10 +161,18 @@ def _event(bug: Bug, rng: random.Random, at: datetime) -> dict[str, Any]:
 
 
 def synthetic_events(
-    count: int, *, bugs: int = 200, seed: int = 0, start: datetime | None = None
+    count: int,
+    *,
+    bugs: int = 200,
+    seed: int = 0,
+    variant: int = 0,
+    start: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield `count` failure events spread over `bugs` distinct bugs, one second apart."""
-    rng = random.Random(seed)
+    """Yield `count` failure events over `bugs` distinct bugs (fixed by `seed`), one second apart.
+
+    `variant` varies the occurrences (which bug, ids, users) while keeping the same bugs.
+    """
+    rng = random.Random(f"{seed}:{variant}")
     catalogue = make_bugs(bugs, seed)
     at = start or datetime.now(UTC) - timedelta(seconds=count)
     for index in range(count):

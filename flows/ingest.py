@@ -30,7 +30,10 @@ def _finish(report: IngestReport, generate: bool) -> IngestReport:
     logger = get_run_logger()
     logger.info(
         "accepted %d, rejected %d; %d signature(s) touched, %d new; %d test(s) created",
-        report.accepted, len(report.rejected), report.signatures, report.new_signatures,
+        report.accepted,
+        len(report.rejected),
+        report.signatures,
+        report.new_signatures,
         report.tests_created,
     )
     for rejection in report.rejected[:20]:
@@ -43,6 +46,9 @@ def ingest_failures(
     events: list[dict[str, Any]], generate: bool = True, batch_size: int | None = None
 ) -> IngestReport:
     """Store failure events in batches and build tests for signatures that cross the threshold.
+
+    Prefect caps a run's parameters at 512 KB (a few hundred events): stream larger volumes
+    with `ingest_file` or send them to the ingest API.
 
     Args:
         events: Failure events (error_type, message, frames, request, …); bad ones are
@@ -99,6 +105,7 @@ def ingest_file(
         if batch.events:
             _add(report, batch_task(batch.events, batch.lines))
         if number % 10 == 0:
-            logger.info("%.0f%% read, %d events accepted", 100 * batch.bytes_read / total,
-                        report.accepted)
+            logger.info(
+                "%.0f%% read, %d events accepted", 100 * batch.bytes_read / total, report.accepted
+            )
     return _finish(report, generate and kind == "failures")

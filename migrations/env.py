@@ -1,4 +1,4 @@
-"""Alembic environment: the schema is SQLModel's metadata; the URL comes from immunity's settings."""
+"""Alembic environment: the schema is SQLModel's metadata; the URL comes from the settings."""
 
 from __future__ import annotations
 

@@ -72,7 +72,9 @@ class FailureEventIn(_Input):
     tags: dict[str, str] = Field(default_factory=dict)
     user: str | None = None
     source: EventSource = EventSource.PYTHON
-    severity: Severity | None = Field(default=None, description="Overrides the classified severity.")
+    severity: Severity | None = Field(
+        default=None, description="Overrides the classified severity."
+    )
 
 
 class SuccessEventIn(_Input):

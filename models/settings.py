@@ -92,5 +92,5 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """Return the process-wide settings (cached; call `get_settings.cache_clear()` after changes)."""
+    """Return the process-wide settings (cached: `get_settings.cache_clear()` after changes)."""
     return Settings()

@@ -44,7 +44,8 @@ class FailureEvent(SQLModel, table=True):
     __table_args__ = (Index("ix_failureevent_signature_received", "signature_id", "received_at"),)
 
     id: int | None = Field(
-        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
     signature_id: int = Field(
         sa_column=Column(Integer, ForeignKey("signature.id", ondelete="CASCADE"), nullable=False)
@@ -72,7 +73,8 @@ class SuccessEvent(SQLModel, table=True):
     __table_args__ = (Index("ix_successevent_operation_received", "operation", "received_at"),)
 
     id: int | None = Field(
-        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
     operation: str = Field(max_length=512)
     received_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
@@ -91,7 +93,9 @@ class RegressionTest(SQLModel, table=True):
     kind: str = Field(default=TestKind.HTTP, max_length=16)
     type: str = Field(default=TestType.REGRESSION, max_length=16)
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=json_column(nullable=False))
-    expectations: dict[str, Any] = Field(default_factory=dict, sa_column=json_column(nullable=False))
+    expectations: dict[str, Any] = Field(
+        default_factory=dict, sa_column=json_column(nullable=False)
+    )
     framework: str | None = Field(default=None, max_length=32)
     tags: list[str] = Field(default_factory=list, sa_column=json_column(nullable=False))
     environment: str = Field(default="production", max_length=64)

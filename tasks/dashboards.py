@@ -23,8 +23,13 @@ def publish_generation(generated: Sequence[GeneratedTest]) -> None:
     ids = [item.signature_id for item in generated]
     with get_engine().connect() as conn:
         rows = conn.execute(
-            select(Signature.id, Signature.error_type, Signature.occurrence_count,
-                   Signature.category, RegressionTest.name)
+            select(
+                Signature.id,
+                Signature.error_type,
+                Signature.occurrence_count,
+                Signature.category,
+                RegressionTest.name,
+            )
             .outerjoin(RegressionTest, RegressionTest.created_from_signature_id == Signature.id)
             .where(Signature.id.in_(ids))  # type: ignore[union-attr]
         ).all()

@@ -15,7 +15,7 @@ _BANDS = ((40, "unreliable"), (60, "moderate"), (80, "reliable"))
 
 
 def confidence_band(confidence: int) -> str:
-    """Return the seed's band for a confidence score: unreliable, moderate, reliable, highly reliable."""
+    """Return the seed's band for a confidence score (unreliable … highly reliable)."""
     for upper, name in _BANDS:
         if confidence < upper:
             return name

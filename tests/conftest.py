@@ -6,6 +6,9 @@ import os
 import uuid
 from collections.abc import Iterator
 
+# Before Prefect is imported anywhere: its telemetry fails noisily on a closed network.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
@@ -48,6 +51,19 @@ _created_engines: dict[str, Engine] = {}
 _schema_ready: set[str] = set()
 
 
+@pytest.fixture
+def clean_postgres_url(postgres_url: str) -> str:
+    """The session's PostgreSQL database with the schema in place and every table empty."""
+    engine = get_engine(postgres_url)
+    _created_engines[postgres_url] = engine
+    if postgres_url not in _schema_ready:
+        create_schema(engine)
+        _schema_ready.add(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return postgres_url
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
     """An empty store on each backend: a new SQLite file, or the session's PostgreSQL truncated."""
@@ -55,15 +71,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
         url = f"sqlite:///{tmp_path / 'immunity.db'}"
         create_schema(get_engine(url))
         return url
-    url = request.getfixturevalue("postgres_url")
-    engine = get_engine(url)
-    _created_engines[url] = engine
-    if url not in _schema_ready:
-        create_schema(engine)
-        _schema_ready.add(url)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    return url
+    return request.getfixturevalue("clean_postgres_url")
 
 
 @pytest.fixture

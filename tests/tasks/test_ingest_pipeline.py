@@ -30,17 +30,31 @@ def recipe_failure(n: int, at: datetime = NOW, **extra: Any) -> dict[str, Any]:
         "error_type": "DependencyValidationError",
         "message": f"dependency validation failed for project {1000 + n} (user{n}@example.com)",
         "frames": [
-            {"module": "app.api", "function": "generate", "lineno": 40 + n, "in_app": True,
-             "filename": f"/srv/release-{n}/app/api.py"},
-            {"module": "app.deps", "function": "validate", "lineno": 12 + n, "in_app": True,
-             "filename": f"/srv/release-{n}/app/deps.py"},
+            {
+                "module": "app.api",
+                "function": "generate",
+                "lineno": 40 + n,
+                "in_app": True,
+                "filename": f"/srv/release-{n}/app/api.py",
+            },
+            {
+                "module": "app.deps",
+                "function": "validate",
+                "lineno": 12 + n,
+                "in_app": True,
+                "filename": f"/srv/release-{n}/app/deps.py",
+            },
         ],
         "received_at": at.isoformat(),
         "request": {
             "method": "POST",
             "url": "https://shop.example.com/api/generate",
-            "headers": {"Authorization": "Bearer secret-token", "Content-Type": "application/json",
-                        "Content-Length": "64", "X-Trace": f"t-{n}"},
+            "headers": {
+                "Authorization": "Bearer secret-token",
+                "Content-Type": "application/json",
+                "Content-Length": "64",
+                "X-Trace": f"t-{n}",
+            },
             "body": {"prompt": "Build recipe website with search", "password": "hunter2"},
         },
         "status_code": 500,
@@ -62,8 +76,13 @@ def count(engine: Engine, model: type) -> int:
 
 
 def test_bad_events_are_rejected_by_field_and_good_ones_kept(engine: Engine) -> None:
-    batch = [recipe_failure(1), {"message": "no type"}, "not an object",
-             recipe_failure(2, status_code="five hundred"), recipe_failure(3)]
+    batch = [
+        recipe_failure(1),
+        {"message": "no type"},
+        "not an object",
+        recipe_failure(2, status_code="five hundred"),
+        recipe_failure(3),
+    ]
     result = process_failures(batch, engine=engine, settings=settings())
     assert result.accepted == 2
     assert [r.index for r in result.rejected] == [1, 2, 3]
@@ -102,14 +121,18 @@ def test_secrets_are_scrubbed_before_storing_and_long_text_truncated(engine: Eng
 def test_third_occurrence_builds_exactly_one_linked_test(engine: Engine) -> None:
     config = settings()
     process_successes(
-        [{"operation": "POST /api/generate", "list_counts": {"$.files": 3}},
-         {"operation": "POST /api/generate", "list_counts": {"$.files": 1, "$.warnings": 0}}],
-        engine=engine, settings=config,
+        [
+            {"operation": "POST /api/generate", "list_counts": {"$.files": 3}},
+            {"operation": "POST /api/generate", "list_counts": {"$.files": 1, "$.warnings": 0}},
+        ],
+        engine=engine,
+        settings=config,
     )
     first = process_failures([recipe_failure(1), recipe_failure(2)], engine=engine, settings=config)
     assert first.candidates == []
-    third = process_failures([recipe_failure(3, NOW + timedelta(days=1))], engine=engine,
-                             settings=config)
+    third = process_failures(
+        [recipe_failure(3, NOW + timedelta(days=1))], engine=engine, settings=config
+    )
     assert len(third.candidates) == 1
     outcomes = create_regression_tests(third.candidates, engine=engine, settings=config)
     assert [o.created for o in outcomes] == [True]

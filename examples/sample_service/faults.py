@@ -1,0 +1,100 @@
+"""The faults the sample service can be switched into at run time, and their thread-safe state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from enum import StrEnum
+
+__all__ = ["FAULT_DESCRIPTIONS", "Fault", "FaultState", "UnknownFaultError"]
+
+
+class Fault(StrEnum):
+    """A switchable production incident, each modelled on one of the seeds."""
+
+    DEPENDENCY_VALIDATION = "dependency_validation"
+    EMPTY_JOB_ID = "empty_job_id"
+    EXECUTIONS_500 = "executions_500"
+    JOBS_STUCK = "jobs_stuck"
+    SLOW_MODEL = "slow_model"
+    RATE_LIMIT = "rate_limit"
+
+
+FAULT_DESCRIPTIONS: dict[Fault, str] = {
+    Fault.DEPENDENCY_VALIDATION: (
+        "POST /api/generate fails with DependencyValidationError (500) when the prompt mentions"
+        " 'recipe': the recipe template pins react-router-dom@7.1.0, not in the allow-list."
+    ),
+    Fault.EMPTY_JOB_ID: (
+        'Job responses carry "id": "" (the jobspec_id/id field-mapping bug); no exception.'
+    ),
+    Fault.EXECUTIONS_500: "GET /api/executions raises DatabaseError (500); health turns degraded.",
+    Fault.JOBS_STUCK: "Jobs stay in 'created': the outbox payload is not one the runner accepts.",
+    Fault.SLOW_MODEL: "POST /api/generate: the AI model times out -> TimeoutError (504).",
+    Fault.RATE_LIMIT: "POST /api/generate: the upstream model answers 429 -> RateLimitError (429).",
+}
+
+
+class UnknownFaultError(KeyError):
+    """Raised for a fault name the service does not know."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        known = ", ".join(f.value for f in Fault)
+        return f"unknown fault {self.name!r}; known faults: {known}"
+
+
+def _parse(name: str | Fault) -> Fault:
+    try:
+        return Fault(name)
+    except ValueError:
+        raise UnknownFaultError(str(name)) from None
+
+
+class FaultState:
+    """Which faults are on; safe to read and switch from any thread. All off by default."""
+
+    def __init__(self, enabled: Iterable[str | Fault] = ()) -> None:
+        self._lock = threading.Lock()
+        self._enabled: set[Fault] = {_parse(name) for name in enabled}
+
+    def is_enabled(self, name: str | Fault) -> bool:
+        """Return whether the fault is switched on."""
+        fault = _parse(name)
+        with self._lock:
+            return fault in self._enabled
+
+    def set(self, name: str | Fault, enabled: bool) -> Fault:
+        """Switch one fault on or off and return it; unknown names raise UnknownFaultError."""
+        fault = _parse(name)
+        with self._lock:
+            if enabled:
+                self._enabled.add(fault)
+            else:
+                self._enabled.discard(fault)
+        return fault
+
+    def enable(self, name: str | Fault) -> Fault:
+        """Switch one fault on."""
+        return self.set(name, True)
+
+    def disable(self, name: str | Fault) -> Fault:
+        """Switch one fault off."""
+        return self.set(name, False)
+
+    def reset(self) -> None:
+        """Switch every fault off."""
+        with self._lock:
+            self._enabled.clear()
+
+    def snapshot(self) -> dict[str, bool]:
+        """Return every fault name with whether it is on, in declaration order."""
+        with self._lock:
+            return {fault.value: fault in self._enabled for fault in Fault}
+
+    def enabled(self) -> list[str]:
+        """Return the names of the faults that are on."""
+        return [name for name, on in self.snapshot().items() if on]

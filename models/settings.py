@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     # Storage bounds: counts stay exact, samples do not grow without limit.
     max_samples_per_signature: int = Field(default=100, ge=1)
+    # Exact counts are kept per signature per bucket (the failure rate and the window read them).
+    bucket_minutes: int = Field(default=5, ge=1, le=60)
     max_message_chars: int = Field(default=8_192, ge=64)
     max_frames: int = Field(default=60, ge=1)
     max_body_chars: int = Field(default=65_536, ge=64)
@@ -58,6 +60,24 @@ class Settings(BaseSettings):
 
     scrub_enabled: bool = True
     classification_rules: list[ClassificationRule] = Field(default_factory=list)
+
+    # Ingest API: bearer tokens (raw, or "sha256:<hex>" as `immunity token create` writes them)
+    # and Sentry DSN keys by project id.
+    api_tokens: list[str] = Field(default_factory=list)
+    sentry_projects: dict[str, str] = Field(
+        default_factory=dict, description="Sentry project id → DSN public key."
+    )
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # Health loop (seed 001): failure rate over the last hour.
+    health_window_minutes: int = Field(default=60, ge=1)
+    health_failure_rate: float = Field(default=0.5, ge=0, le=1)
+    health_min_attempts: int = Field(default=5, ge=1)
+    alert_cooldown_minutes: int = Field(default=30, ge=0)
+    alert_blocks: list[str] = Field(
+        default_factory=list, description="Names of Prefect notification blocks to alert through."
+    )
+    alert_webhook_url: str = Field(default="", description="Plain webhook receiving alert JSON.")
 
     environments: dict[str, Environment] = Field(
         default_factory=lambda: {

@@ -5,14 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.enums import SignatureStatus, TestKind, TestType
 from models.schemas import utcnow
 from models.types import json_column, utc_column
 
-__all__ = ["FailureEvent", "RegressionTest", "Signature", "SuccessEvent"]
+__all__ = [
+    "Alert",
+    "FailureEvent",
+    "OccurrenceBucket",
+    "RegressionTest",
+    "Signature",
+    "SuccessEvent",
+]
 
 
 class Signature(SQLModel, table=True):
@@ -67,6 +74,24 @@ class FailureEvent(SQLModel, table=True):
     severity: str = Field(max_length=16)
 
 
+class OccurrenceBucket(SQLModel, table=True):
+    """Exact occurrences of a signature per time bucket (samples are bounded; these are not)."""
+
+    __table_args__ = (
+        UniqueConstraint(
+            "signature_id", "bucket_start", name="uq_occurrencebucket_signature_start"
+        ),
+        Index("ix_occurrencebucket_start", "bucket_start"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    signature_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("signature.id", ondelete="CASCADE"), nullable=False)
+    )
+    bucket_start: datetime = Field(sa_column=utc_column(nullable=False))
+    count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
 class SuccessEvent(SQLModel, table=True):
     """One successful operation (seed: generation_analytics)."""
 
@@ -115,5 +140,28 @@ class RegressionTest(SQLModel, table=True):
     )
     last_run_at: datetime | None = Field(default=None, sa_column=utc_column())
     created_at: datetime = Field(
+        default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
+    )
+
+
+class Alert(SQLModel, table=True):
+    """A message sent (or due) about the system's health; one per key per cooldown."""
+
+    __table_args__ = (Index("ix_alert_key_sent", "key", "sent_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(
+        max_length=200, description="What the alert is about; the cooldown is per key."
+    )
+    kind: str = Field(
+        max_length=32, description="e.g. failure_rate, critical_signature, regressed."
+    )
+    severity: str = Field(max_length=16)
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    channel: str = Field(default="", max_length=200, description="Where it went: block or webhook.")
+    delivered: bool = False
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    sent_at: datetime = Field(
         default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
     )

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import task
-from sqlalchemy import Connection, Engine, case, func, select, update
+from sqlalchemy import Connection, Engine, case, select, update
 
 from models.db import get_engine
 from models.enums import SignatureStatus
 from models.settings import Settings, get_settings
-from models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
+from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature, SuccessEvent
+from tasks.prepare import bucket_start
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.store import dialect_insert
 from tasks.testgen import crossed_threshold, operation_matches, replay_spec, test_fields
@@ -25,6 +26,7 @@ signatures = Signature.__table__  # type: ignore[attr-defined]
 events = FailureEvent.__table__  # type: ignore[attr-defined]
 successes = SuccessEvent.__table__  # type: ignore[attr-defined]
 tests = RegressionTest.__table__  # type: ignore[attr-defined]
+buckets = OccurrenceBucket.__table__  # type: ignore[attr-defined]
 
 SAMPLES_LOOKED_AT = 20
 SUCCESSES_LOOKED_AT = 200
@@ -54,29 +56,23 @@ def find_candidates(
     rows = list(conn.execute(query.order_by(signatures.c.id)))
     if not rows:
         return []
-    ranked = (
-        select(
-            events.c.signature_id,
-            events.c.received_at,
-            func.row_number()
-            .over(partition_by=events.c.signature_id, order_by=events.c.received_at.desc())
-            .label("rank"),
-        )
-        .where(events.c.signature_id.in_([row.id for row in rows]))
-        .subquery()
-    )
-    recent: dict[int, list[Any]] = defaultdict(list)
-    newest = select(ranked.c.signature_id, ranked.c.received_at).where(
-        ranked.c.rank <= settings.generation_threshold
-    )
-    for signature_id, received_at in conn.execute(newest):
-        recent[signature_id].append(received_at)
     window = timedelta(days=settings.generation_window_days)
+    earliest = bucket_start(min(row.last_seen for row in rows) - window, settings.bucket_minutes)
+    recent: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    counted = select(buckets.c.signature_id, buckets.c.bucket_start, buckets.c.count).where(
+        buckets.c.signature_id.in_([row.id for row in rows]), buckets.c.bucket_start >= earliest
+    )
+    for signature_id, start, count in conn.execute(counted):
+        recent[signature_id].append((start, count))
     return [
         row
         for row in rows
         if crossed_threshold(
-            recent[row.id], row.last_seen, threshold=settings.generation_threshold, window=window
+            recent[row.id],
+            row.last_seen,
+            threshold=settings.generation_threshold,
+            window=window,
+            bucket_minutes=settings.bucket_minutes,
         )
     ]
 

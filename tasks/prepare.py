@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from models.enums import Severity, severity_rank
@@ -20,6 +21,7 @@ __all__ = [
     "PreparedFailure",
     "SignatureDelta",
     "aggregate_signatures",
+    "bucket_start",
     "prepare_failure",
     "prepare_success",
     "truncate",
@@ -55,6 +57,7 @@ class SignatureDelta:
     first_seen: datetime
     last_seen: datetime
     count: int
+    buckets: Counter[datetime] = field(default_factory=Counter)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -151,7 +154,14 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
     )
 
 
-def aggregate_signatures(prepared: Iterable[PreparedFailure]) -> list[SignatureDelta]:
+def bucket_start(at: datetime, minutes: int) -> datetime:
+    """Return the start of the `minutes`-wide bucket holding `at` (buckets align to the hour)."""
+    return at.replace(second=0, microsecond=0) - timedelta(minutes=at.minute % minutes)
+
+
+def aggregate_signatures(
+    prepared: Iterable[PreparedFailure], bucket_minutes: int
+) -> list[SignatureDelta]:
     """Return one delta per fingerprint, sorted by fingerprint so writers lock rows in one order."""
     deltas: dict[str, SignatureDelta] = {}
     for item in prepared:
@@ -168,7 +178,9 @@ def aggregate_signatures(prepared: Iterable[PreparedFailure]) -> list[SignatureD
                 last_seen=item.received_at,
                 count=1,
             )
+            deltas[item.fingerprint].buckets[bucket_start(item.received_at, bucket_minutes)] += 1
             continue
+        seen.buckets[bucket_start(item.received_at, bucket_minutes)] += 1
         if severity_rank(item.severity) > severity_rank(seen.severity):
             seen.severity = item.severity
         seen.first_seen = min(seen.first_seen, item.received_at)

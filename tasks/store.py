@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from models.enums import SignatureStatus
 from models.settings import Settings
-from models.tables import FailureEvent, Signature, SuccessEvent
+from models.tables import FailureEvent, OccurrenceBucket, Signature, SuccessEvent
 from tasks.prepare import PreparedFailure, SignatureDelta, aggregate_signatures
 
 __all__ = ["StoredBatch", "dialect_insert", "prune_samples", "store_failures", "store_successes"]
@@ -25,6 +25,7 @@ STATEMENT_ROWS = 500
 signature_table = Signature.__table__  # type: ignore[attr-defined]
 event_table = FailureEvent.__table__  # type: ignore[attr-defined]
 success_table = SuccessEvent.__table__  # type: ignore[attr-defined]
+bucket_table = OccurrenceBucket.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -127,7 +128,7 @@ def store_failures(
     result = StoredBatch()
     if not prepared:
         return result
-    deltas = aggregate_signatures(prepared)
+    deltas = aggregate_signatures(prepared, settings.bucket_minutes)
     statement = _upsert_statement(conn)
     for start in range(0, len(deltas), STATEMENT_ROWS):
         rows = [_signature_row(d, now) for d in deltas[start : start + STATEMENT_ROWS]]
@@ -144,6 +145,7 @@ def store_failures(
                 and row.occurrence_count >= settings.generation_threshold
             ):
                 result.candidates.append(row.id)
+    _add_to_buckets(conn, deltas, result.signature_ids)
     events = []
     for key, items in _newest_per_signature(prepared, settings.max_samples_per_signature).items():
         signature_id = result.signature_ids[key]
@@ -152,6 +154,26 @@ def store_failures(
         conn.execute(event_table.insert(), events[start : start + STATEMENT_ROWS * 4])
     result.events_stored = len(events)
     return result
+
+
+def _add_to_buckets(
+    conn: Connection, deltas: Sequence[SignatureDelta], signature_ids: dict[str, int]
+) -> None:
+    rows = sorted(
+        (
+            {"signature_id": signature_ids[d.fingerprint], "bucket_start": start, "count": n}
+            for d in deltas
+            for start, n in d.buckets.items()
+        ),
+        key=lambda row: (row["signature_id"], row["bucket_start"]),  # one lock order for all
+    )
+    statement = dialect_insert(conn, bucket_table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[bucket_table.c.signature_id, bucket_table.c.bucket_start],
+        set_={"count": bucket_table.c.count + statement.excluded.count},
+    )
+    for start in range(0, len(rows), STATEMENT_ROWS):
+        conn.execute(statement, rows[start : start + STATEMENT_ROWS])
 
 
 def prune_samples(engine: Engine, signature_ids: Sequence[int], keep: int) -> int:

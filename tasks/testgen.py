@@ -62,11 +62,23 @@ class ReplaySpec:
 
 
 def crossed_threshold(
-    received: Iterable[datetime], last_seen: datetime, *, threshold: int, window: timedelta
+    counts: Iterable[tuple[datetime, int]],
+    last_seen: datetime,
+    *,
+    threshold: int,
+    window: timedelta,
+    bucket_minutes: int,
 ) -> bool:
-    """True when at least `threshold` occurrences fall in the window ending at the last one."""
+    """True when ≥ `threshold` occurrences fall in the window ending at the last one.
+
+    `counts` are (bucket start, occurrences) pairs; the bucket holding the window's start counts
+    whole, so the window may reach back up to one bucket further than asked.
+    """
     since = last_seen - window
-    return sum(1 for at in received if at >= since) >= threshold
+    since = since.replace(second=0, microsecond=0) - timedelta(
+        minutes=since.minute % bucket_minutes
+    )
+    return sum(n for start, n in counts if start >= since) >= threshold
 
 
 def replay_spec(

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from models.settings import Environment, Settings
-from models.tables import FailureEvent, RegressionTest, Signature
+from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature
 from tasks.generation import create_regression_tests
 from tasks.ingest import process_failures, process_successes
 
@@ -103,6 +103,10 @@ def test_counts_stay_exact_while_samples_stay_bounded(engine: Engine) -> None:
     with Session(engine) as session:
         kept = session.exec(select(FailureEvent.received_at)).scalars().all()  # type: ignore[attr-defined]
     assert min(kept) == NOW + timedelta(minutes=9)  # the newest five survive
+    with Session(engine) as session:
+        buckets = session.exec(select(OccurrenceBucket)).scalars().all()  # type: ignore[attr-defined]
+    assert sum(b.count for b in buckets) == 14  # exact counts per 5-minute bucket
+    assert {b.bucket_start.minute for b in buckets} == {0, 5, 10}
     assert signature.first_seen == NOW and signature.last_seen == NOW + timedelta(minutes=13)
 
 

@@ -1,0 +1,1 @@
+"""The HTTP service: ingest (native and Sentry-compatible), health; approvals come later."""

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cli import service
 from cli.render import signatures_table, tests_table
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
 tests_app = typer.Typer(help="Regression tests.", invoke_without_command=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tests_app, name="tests")
+service.register(app)
 
 console = Console()
 errors = Console(stderr=True)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from models.db import get_engine
 from models.schemas import FailureEventIn, SuccessEventIn, utcnow
 from models.settings import Settings, get_settings
+from tasks.generation import GenerationOutcome, create_regression_tests
 from tasks.prepare import PreparedFailure, prepare_failure, prepare_success
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.store import prune_samples, store_failures, store_successes
@@ -20,6 +21,7 @@ from tasks.validate import Rejection, validate_events
 
 __all__ = [
     "BatchResult",
+    "ingest_and_generate",
     "ingest_failure_batch",
     "ingest_success_batch",
     "process_failures",
@@ -73,6 +75,16 @@ def process_failures(
         new_signatures=stored.new_signatures,
         candidates=stored.candidates,
     )
+
+
+def ingest_and_generate(
+    raw_events: Sequence[Any], *, engine: Engine, settings: Settings
+) -> tuple[BatchResult, list[GenerationOutcome]]:
+    """Store a batch, then at once build the tests of signatures it pushed over the threshold."""
+    result = process_failures(raw_events, engine=engine, settings=settings)
+    if not result.candidates:
+        return result, []
+    return result, create_regression_tests(result.candidates, engine=engine, settings=settings)
 
 
 def process_successes(

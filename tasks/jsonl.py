@@ -26,6 +26,11 @@ class JsonlBatch:
         return len(self.events) + len(self.malformed)
 
 
+def _not_json(name: str) -> None:
+    # NaN/Infinity are not JSON, and PostgreSQL's jsonb refuses them: reject the line up front.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def iter_jsonl_batches(path: Path, batch_size: int) -> Iterator[JsonlBatch]:
     """Yield batches of up to `batch_size` non-blank lines; rejections carry line numbers."""
     with path.open("rb") as handle:
@@ -35,9 +40,9 @@ def iter_jsonl_batches(path: Path, batch_size: int) -> Iterator[JsonlBatch]:
             if not stripped:
                 continue
             try:
-                batch.events.append(json.loads(stripped))
+                batch.events.append(json.loads(stripped, parse_constant=_not_json))
                 batch.lines.append(number)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            except (ValueError, UnicodeDecodeError) as error:
                 batch.malformed.append(Rejection(number, [f"invalid JSON: {error}"]))
             if len(batch) >= batch_size:
                 batch.bytes_read = handle.tell()

@@ -51,10 +51,11 @@ def test_ingest_file_streams_batches_and_names_bad_lines(store: str, tmp_path: P
     lines.insert(10, "{not json")
     lines.insert(20, "")
     lines.insert(30, json.dumps({"error_type": 42}))
+    lines.insert(40, '{"error_type": "E", "context": {"ratio": NaN}}')
     path.write_text("\n".join(lines) + "\n")
     report = ingest_file(str(path), batch_size=40)
     assert report.accepted == 250
-    assert sorted(r.index for r in report.rejected) == [11, 31]  # line numbers
+    assert sorted(r.index for r in report.rejected) == [11, 31, 41]  # line numbers
     assert report.signatures >= 5 and report.tests_created == 5
     with Session(get_engine(store)) as session:
         total = sum(s.occurrence_count for s in session.exec(select(Signature)))

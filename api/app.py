@@ -1,0 +1,24 @@
+"""The immunity HTTP service: `create_app()` for uvicorn, tests and embedding."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api.errors import install_error_handlers
+from api.routes_ingest import router as ingest_router
+from models.db import get_engine
+from models.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Return the API app over a store (default: the configured settings and store)."""
+    settings = settings or get_settings()
+    app = FastAPI(title="immunity", summary="Failures in, regression tests out.", version="0.1.0")
+    app.state.settings = settings
+    app.state.engine = engine or get_engine(settings.effective_database_url)
+    install_error_handlers(app)
+    app.include_router(ingest_router)
+    return app

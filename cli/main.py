@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import service
+from cli import alerts, service
 from cli.render import signatures_table, tests_table
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ tests_app = typer.Typer(help="Regression tests.", invoke_without_command=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tests_app, name="tests")
 service.register(app)
+alerts.register(app)
 
 console = Console()
 errors = Console(stderr=True)

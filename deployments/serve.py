@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GENERATION_SWEEP_CRON", "build_deployments", "serve_all"]
+__all__ = ["GENERATION_SWEEP_CRON", "HEALTH_CHECK_CRON", "build_deployments", "serve_all"]
 
 # The ingest flow generates tests as events arrive; the sweep is a safety net for anything missed.
 GENERATION_SWEEP_CRON = "*/30 * * * *"
+# Seed 001's health check, every 5 minutes (the width of an occurrence bucket).
+HEALTH_CHECK_CRON = "*/5 * * * *"
 
 
 def build_deployments() -> list[Any]:
     """Return the deployments of the flows built so far (each later loop adds its own)."""
     from flows.generate import generate_regression_tests
+    from flows.health import check_health
     from flows.ingest import ingest_failures, ingest_file, ingest_successes
 
     return [
@@ -36,6 +39,12 @@ def build_deployments() -> list[Any]:
             description="Give every signature over the threshold its regression test.",
             cron=GENERATION_SWEEP_CRON,
             tags=["generate"],
+        ),
+        check_health.to_deployment(
+            name="health-check",
+            description="Failure rate over the last hour and new critical signatures; alerts.",
+            cron=HEALTH_CHECK_CRON,
+            tags=["health"],
         ),
     ]
 

@@ -20,7 +20,14 @@ REQUIRE_POSTGRES = os.environ.get("IMMUNITY_REQUIRE_POSTGRES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get(
     "IMMUNITY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
 )
-TABLES = ("failureevent", "successevent", "regressiontest", "signature", "alert", "occurrencebucket")
+TABLES = (
+    "failureevent",
+    "successevent",
+    "regressiontest",
+    "signature",
+    "alert",
+    "occurrencebucket",
+)
 
 
 def _admin_connection() -> psycopg.Connection:

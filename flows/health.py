@@ -1,0 +1,124 @@
+"""The health loop (seed 001's checkHealthMetrics): failure rate over the window, then alerts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+
+from models.enums import Severity
+from models.schemas import utcnow
+from models.settings import get_settings
+from tasks.alerts import AlertOutcome, raise_alert
+from tasks.health import (
+    HealthReport,
+    critical_signature_message,
+    failure_rate_message,
+    find_new_critical_signatures,
+    measure_health,
+    publish_health,
+    should_alert,
+)
+
+__all__ = ["check_health"]
+
+
+@flow(name="health-check")
+def check_health(environment: str | None = None) -> HealthReport:
+    """Measure the failure rate over the health window and alert on it and on new criticals.
+
+    Alerts (one per key per cooldown): `failure_rate:<environment or all>` when more than
+    `health_failure_rate` of at least `health_min_attempts` attempts failed, and
+    `critical_signature:<fingerprint>` for each critical signature first seen in the window.
+
+    Args:
+        environment: Count only this environment's events (default: every environment).
+    """
+    settings = get_settings()
+    since = utcnow() - timedelta(minutes=settings.health_window_minutes)
+    rate = measure_health(since, environment)
+    critical = find_new_critical_signatures(since, environment)
+    scope = environment or "all"
+    unhealthy = should_alert(
+        rate, threshold=settings.health_failure_rate, min_attempts=settings.health_min_attempts
+    )
+    alerts: list[AlertOutcome] = []
+    if unhealthy:
+        alerts.append(
+            raise_alert(
+                key=f"failure_rate:{scope}",
+                kind="failure_rate",
+                severity=Severity.CRITICAL.value,
+                message=failure_rate_message(
+                    rate, window_minutes=settings.health_window_minutes, scope=scope
+                ),
+                details={
+                    "environment": scope,
+                    "failures": rate.failures,
+                    "failures_max": rate.failures_max,
+                    "successes": rate.successes,
+                    "attempts": rate.attempts,
+                    "rate": round(rate.rate, 4),
+                    "threshold": settings.health_failure_rate,
+                    "window_minutes": settings.health_window_minutes,
+                },
+            )
+        )
+    for signature in critical:
+        alerts.append(
+            raise_alert(
+                key=f"critical_signature:{signature.fingerprint}",
+                kind="critical_signature",
+                severity=signature.severity,
+                message=critical_signature_message(signature),
+                details={
+                    "signature_id": signature.id,
+                    "fingerprint": signature.fingerprint,
+                    "error_type": signature.error_type,
+                    "category": signature.category,
+                    "culprit": signature.culprit,
+                    "occurrences": signature.occurrence_count,
+                    "first_seen": signature.first_seen.isoformat(),
+                },
+                # A signature stays "new" for the whole window: one alert for it, not one per
+                # cooldown while it is still inside the window.
+                cooldown_minutes=max(
+                    settings.alert_cooldown_minutes, settings.health_window_minutes
+                ),
+            )
+        )
+    report = HealthReport(
+        environment=environment,
+        since=since,
+        window_minutes=settings.health_window_minutes,
+        failures=rate.failures,
+        failures_max=rate.failures_max,
+        successes=rate.successes,
+        attempts=rate.attempts,
+        rate=rate.rate,
+        rate_max=rate.rate_max,
+        exact=rate.exact,
+        threshold=settings.health_failure_rate,
+        min_attempts=settings.health_min_attempts,
+        unhealthy=unhealthy,
+        critical_signatures=[signature.fingerprint for signature in critical],
+        alerts=alerts,
+    )
+    publish_health(report)
+    logger = get_run_logger()
+    logger.info(
+        "failure rate %.1f%% (%d of %d attempts)%s; %d new critical signature(s); "
+        "alerts: %d sent, %d not delivered, %d suppressed",
+        100 * rate.rate,
+        rate.failures,
+        rate.attempts,
+        "" if rate.exact else f", up to {100 * rate.rate_max:.1f}% (samples pruned)",
+        len(critical),
+        report.alerts_sent,
+        report.alerts_undelivered,
+        report.alerts_suppressed,
+    )
+    for outcome in alerts:
+        if outcome.error:
+            logger.warning("alert %s: %s", outcome.key, outcome.error)
+    return report

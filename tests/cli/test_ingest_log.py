@@ -1,0 +1,167 @@
+"""`immunity ingest-log`: tracebacks in a log file become signatures in a real store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+import flows.ingest  # noqa: F401  (see below)
+from cli.ingest_log import MAX_CHUNK_EVENTS, chunk_events, register
+from cli.main import app as immunity_app
+from models.db import get_engine
+from models.settings import get_settings
+from models.tables import FailureEvent, RegressionTest, Signature
+
+# flows.ingest is imported above, not first inside CliRunner: Prefect sets up its log handlers on
+# first import, bound to whatever sys.stderr is then, and CliRunner closes that stream afterwards.
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """A group, so `ingest-log` stays a subcommand even when it is the only one."""
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An empty SQLite store that only alembic has touched (the way a new user starts)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("IMMUNITY_DATABASE_URL", url)
+    monkeypatch.setenv("IMMUNITY_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    result = runner.invoke(immunity_app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    yield url
+    get_settings.cache_clear()
+
+
+def _lost_order(stamp: str, order: int, line: int) -> str:
+    return f"""\
+{stamp} ERROR [shop.orders] checkout failed for order {order}
+Traceback (most recent call last):
+  File "/srv/shop/views.py", line {line}, in checkout
+    total = price_order(order_id)
+  File "/srv/shop/pricing.py", line {line + 40}, in price_order
+    return ORDERS[order_id].total
+           ~~~~~~^^^^^^^^^^
+KeyError: {order}
+"""
+
+
+LOG = (
+    "2026-11-20 09:00:00,000 INFO [shop] started\n"
+    + _lost_order("2026-11-20 09:15:02,120", 1001, 40)
+    + "2026-11-20 09:20:00,000 INFO [shop] GET /health 200\n"
+    + _lost_order("2026-11-20 11:42:17,555", 2047, 41)
+    + """\
+2026-11-20 12:00:00,000 ERROR [shop.mail] receipt not sent
+Traceback (most recent call last):
+  File "/srv/shop/mail.py", line 12, in send_receipt
+    smtp.sendmail(sender, [to], body)
+smtplib.SMTPServerDisconnected: Connection unexpectedly closed
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/srv/shop/mail.py", line 15, in send_receipt
+    raise ReceiptError(to) from None
+shop.mail.ReceiptError: receipt for ann@example.com not sent
+"""
+    + _lost_order("2026-11-21 08:03:59,999", 3, 39)
+)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_log_groups_one_bug_and_explains_why_it_has_no_test(
+    fresh_store: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "shop.log"
+    path.write_text(LOG, encoding="utf-8")
+    result = runner.invoke(_app(), ["ingest-log", str(path), "--environment", "staging"])
+    assert result.exit_code == 0, result.output
+    assert "found 4 traceback(s): accepted 4, rejected 0" in result.output
+    assert "2 new signature(s); 0 test(s) created" in result.output
+    assert "1 signature(s) got no test: no sample carries an HTTP request" in result.output
+
+    with Session(get_engine(fresh_store)) as session:
+        signatures = {s.error_type: s for s in session.exec(select(Signature))}
+        events = sorted(session.exec(select(FailureEvent)), key=lambda e: e.context["line"])
+        tests = session.exec(select(RegressionTest)).all()
+    assert set(signatures) == {"KeyError", "shop.mail.ReceiptError"}
+    lost = signatures["KeyError"]
+    assert lost.occurrence_count == 3 and lost.culprit == "pricing in price_order"
+    # Three occurrences in a day cross the threshold, but a log line is no request to replay.
+    assert lost.test_id is None and tests == []
+    assert lost.untestable_reason == "no sample carries an HTTP request"
+    assert signatures["shop.mail.ReceiptError"].occurrence_count == 1
+    assert signatures["shop.mail.ReceiptError"].untestable_reason is None  # not a candidate
+
+    assert [e.source for e in events] == ["file"] * 4
+    assert [e.environment for e in events] == ["staging"] * 4
+    assert [e.context["line"] for e in events] == [2, 11, 19, 31]
+    assert {e.context["file"] for e in events} == {str(path)}
+    assert events[0].context["logger"] == "shop.orders"
+    assert events[0].context["log_line"] == "checkout failed for order 1001"
+    assert [e.received_at.isoformat() for e in events if e.error_type == "KeyError"] == [
+        "2026-11-20T09:15:02.120000+00:00",
+        "2026-11-20T11:42:17.555000+00:00",
+        "2026-11-21T08:03:59.999000+00:00",
+    ]
+    receipt = next(e for e in events if e.error_type == "shop.mail.ReceiptError")
+    assert "ann@example.com" not in receipt.message  # scrubbed like any other event
+    assert "During handling of the above exception" in (receipt.stacktrace or "")
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_log_sends_large_logs_in_chunks(fresh_store: str, tmp_path: Path) -> None:
+    path = tmp_path / "big.log"
+    count = MAX_CHUNK_EVENTS * 2 + 17
+    with path.open("w", encoding="utf-8") as handle:
+        for n in range(count):
+            handle.write(_lost_order(f"2026-11-20 10:{n // 60:02d}:{n % 60:02d},000", n, 40))
+        handle.write("2026-11-20 12:00:00,000 INFO [shop] caf\xe9 \n")
+    with path.open("ab") as handle:
+        handle.write(b"2026-11-20 12:00:01,000 INFO [shop] bad bytes \xff\xfe\n")
+    result = runner.invoke(_app(), ["ingest-log", str(path), "--no-generate"])
+    assert result.exit_code == 0, result.output
+    assert f"found {count} traceback(s): accepted {count}, rejected 0" in result.output
+    assert "1 new signature(s); 0 test(s) created" in result.output
+    with Session(get_engine(fresh_store)) as session:
+        [signature] = session.exec(select(Signature)).all()
+    assert signature.occurrence_count == count and signature.untestable_reason is None
+
+
+def test_ingest_log_refuses_a_missing_file(fresh_store: str) -> None:
+    result = runner.invoke(_app(), ["ingest-log", "/nonexistent/app.log"])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_log_says_so_when_a_log_has_no_traceback(fresh_store: str, tmp_path: Path) -> None:
+    path = tmp_path / "quiet.log"
+    path.write_text("2026-11-20 10:00:00,000 INFO [shop] all good\n", encoding="utf-8")
+    result = runner.invoke(_app(), ["ingest-log", str(path)])
+    assert result.exit_code == 0 and "no Python tracebacks found" in result.output
+
+
+def test_chunks_stay_under_the_event_and_byte_limits() -> None:
+    small = [{"error_type": "E", "message": str(n)} for n in range(450)]
+    assert [len(c) for c in chunk_events(iter(small))] == [200, 200, 50]
+    big = [{"error_type": "E", "message": "x" * 1000} for _ in range(10)]
+    chunks = list(chunk_events(iter(big), max_bytes=3_500))
+    assert [len(c) for c in chunks] == [3, 3, 3, 1]
+    assert all(len(json.dumps(c)) <= 3_500 + 10 for c in chunks)
+    # One event over the byte limit still goes, alone.
+    assert [len(c) for c in chunk_events(iter(big), max_bytes=10)] == [1] * 10

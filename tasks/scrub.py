@@ -1,0 +1,258 @@
+"""Scrubbing of secrets and personal data before anything is stored or shown to an LLM.
+
+What goes: values under sensitive keys (passwords, secrets, tokens, API keys, auth, credentials,
+private keys, cookies, session ids), sensitive headers and URL query parameters, URL user info,
+Luhn-valid card numbers and e-mail addresses anywhere in text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
+
+__all__ = ["FILTERED", "is_sensitive_key", "scrub", "scrub_headers", "scrub_text", "scrub_url"]
+
+FILTERED = "[Filtered]"
+
+# --- text ----------------------------------------------------------------------------------------
+
+# RFC 5322 atext in the local part (as Sentry's scrubber does), bounded so that a long run of word
+# characters costs linear time; the last label must hold a letter so `lodash@4.17.21` survives.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z0-9-]{0,62}[A-Za-z][A-Za-z0-9-]{0,62}"
+)
+# A run of at least 13 digits, possibly broken by single spaces or dashes; which part of it is a
+# card is decided afterwards by length and the Luhn check.
+_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,}", re.ASCII)
+_GROUP = re.compile(r"\d+", re.ASCII)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        d = ord(char) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and _luhn_ok(digits)
+
+
+def _scrub_digit_run(match: re.Match[str]) -> str:
+    run = match.group()
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
+    if len(groups) == 1:
+        return FILTERED if _is_card(run) else run
+    if _is_card(run.replace(" ", "").replace("-", "")):
+        return FILTERED
+    # A card can sit inside a longer separated run ("ref 12 4111 1111 1111 1111"): look for a
+    # span of whole groups that is one. Groups of 1-2 digits only end a card (4+4+4+1 digits),
+    # so space-separated small numbers ("10 20 30 ...") are not taken for one.
+    out: list[str] = []
+    pos = 0
+    i = 0
+    while i < len(groups):
+        found = -1
+        digits = 0
+        for j in range(i, len(groups)):
+            start, end = groups[j]
+            short = end - start < 3
+            if short and j == i:
+                break
+            digits += end - start
+            if digits > 19:
+                break
+            if digits >= 13 and _luhn_ok(run[groups[i][0] : end].replace(" ", "").replace("-", "")):
+                found = j
+            if short:
+                break
+        if found < 0:
+            i += 1
+            continue
+        out.append(run[pos : groups[i][0]])
+        out.append(FILTERED)
+        pos = groups[found][1]
+        i = found + 1
+    out.append(run[pos:])
+    return "".join(out)
+
+
+def scrub_text(text: str) -> str:
+    """Return the text with Luhn-valid card numbers and e-mail addresses replaced by FILTERED."""
+    # The cheap containment checks skip both regexes for the common short, clean string.
+    if "@" in text:
+        text = _EMAIL.sub(FILTERED, text)
+    if len(text) >= 13:
+        text = _DIGIT_RUN.sub(_scrub_digit_run, text)
+    return text
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+# Words that are sensitive wherever they appear in a key, even glued to others (`dbpassword`).
+_STRONG = re.compile(
+    r"passw(?:or)?d|passphrase|secret|credential|api_?key|private_?key|authorization|cookie"
+    r"|sess(?:ion)?_?id|csrf|xsrf"
+)
+# Words that are sensitive only as a whole part of the key, because as substrings they are common
+# in harmless names: `author`, `authority`, `tokenizer`, `max_tokens`, `session_count`.
+_WHOLE = frozenset(
+    {"auth", "token", "pwd", "jwt", "bearer", "signature", "sig", "otp", "cvv", "cvc"}
+)
+_PAIRS = frozenset({("session", "key"), ("access", "key")})
+# LLM usage figures (`token_count`, `max_token`, `token_limit`) are numbers worth keeping.
+_TOKEN_MEASURES = frozenset({"count", "counts", "usage", "limit", "limits", "budget", "length"})
+_TOKEN_BOUNDS = frozenset({"max", "min", "num", "n"})
+_SPLIT = re.compile(r"[^a-z0-9]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+@lru_cache(maxsize=4096)
+def is_sensitive_key(key: str) -> bool:
+    """Return True when a value stored under this key (or header, or query name) must be hidden.
+
+    Parts are split on `-`, `_`, `.`, spaces and camelCase. `auth` and `token` count only as a
+    whole part or a part's end (`x-auth-token`, `oauth_token`, `accessToken`, `authToken`), so
+    `author`, `authority_name`, `tokenizer_name` and `max_tokens` are not sensitive; nor are
+    token measures such as `token_count` and `max_token`.
+    """
+    parts = _SPLIT.split(_CAMEL.sub("_", key).lower())
+    parts = [p for p in parts if p]
+    if _STRONG.search("_".join(parts)):
+        return True
+    if key.strip().lower() == "session":
+        return True
+    for i, part in enumerate(parts):
+        if part == "token" and _is_token_measure(parts, i):
+            continue
+        if part in _WHOLE or part.endswith(("token", "auth")):
+            return True
+    return any(pair in _PAIRS for pair in zip(parts, parts[1:], strict=False))
+
+
+def _is_token_measure(parts: list[str], i: int) -> bool:
+    after = parts[i + 1] if i + 1 < len(parts) else ""
+    before = parts[i - 1] if i else ""
+    return after in _TOKEN_MEASURES or before in _TOKEN_BOUNDS
+
+
+# --- structures ----------------------------------------------------------------------------------
+
+# Deeper than this is not inspected but hidden: it also stops a self-referencing structure.
+_MAX_DEPTH = 64
+_SCALARS = (float, type(None))
+_CARD_MIN, _CARD_MAX = 10**12, 10**19
+
+
+def _scrub(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        if value.startswith(("http://", "https://")) and " " not in value:
+            return scrub_url(value)
+        return scrub_text(value)
+    if isinstance(value, int):
+        # A JSON body can carry a card number as a number, not a string.
+        if _CARD_MIN <= value < _CARD_MAX and not isinstance(value, bool) and _is_card(str(value)):
+            return FILTERED
+        return value
+    if isinstance(value, _SCALARS):  # before the ABC checks below, which are slow
+        return value
+    if depth > _MAX_DEPTH:
+        return FILTERED
+    if isinstance(value, dict | Mapping):
+        return {
+            key: FILTERED
+            if isinstance(key, str) and is_sensitive_key(key)
+            else _scrub(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(item, depth + 1) for item in value]
+    if isinstance(value, tuple):
+        items = [_scrub(item, depth + 1) for item in value]
+        # A named tuple is rebuilt from its fields; a plain tuple from the list.
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, set | frozenset):
+        return type(value)(_scrub(item, depth + 1) for item in value)
+    return value
+
+
+def scrub(value: Any) -> Any:
+    """Return a scrubbed deep copy of a JSON-like value; the input is left untouched.
+
+    Values under sensitive keys become FILTERED whatever their type; strings lose cards and
+    e-mails (and URL strings their secrets); an integer that is a Luhn-valid card number becomes
+    FILTERED; lists, tuples, sets and mappings (returned as dicts) are rebuilt; other objects are
+    returned as they are. Keys are kept as they are.
+    """
+    return _scrub(value, 0)
+
+
+# --- URLs and headers ----------------------------------------------------------------------------
+
+
+def _scrub_component(raw: str, *, plus: bool = False) -> str:
+    # Look at the decoded text (`a%40b.com` is an e-mail), but leave a clean component exactly as
+    # it was sent so scrubbing does not re-encode what it did not need to touch.
+    decoded = unquote_plus(raw) if plus else unquote(raw)
+    cleaned = scrub_text(decoded)
+    if cleaned == decoded:
+        return raw
+    return quote(cleaned, safe="[]@:!$'()*,;=+" if not plus else "[]@:!$'()*,;")
+
+
+def _scrub_params(query: str) -> str:
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name, sep, raw = part.partition("=")
+        if sep and is_sensitive_key(unquote_plus(name)):
+            parts[i] = f"{name}={FILTERED}"
+        else:
+            parts[i] = _scrub_component(name, plus=True) + sep + _scrub_component(raw, plus=True)
+    return "&".join(parts)
+
+
+def scrub_url(url: str) -> str:
+    """Return the URL with user info, sensitive query/fragment values, cards and e-mails hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return scrub_text(url)
+    _, at, host = parts.netloc.rpartition("@")
+    # Both halves of user:password can be the secret (`https://<token>@github.com`).
+    netloc = f"{FILTERED}@{scrub_text(host)}" if at else scrub_text(host)
+    # Segment by segment: `/` is legal in an e-mail's local part but here it separates segments.
+    path = "/".join(_scrub_component(segment) for segment in parts.path.split("/"))
+    # The final scrub_text catches what the `&`/`=` split cut in two (`a=b@c.com` is an e-mail).
+    query = scrub_text(_scrub_params(parts.query)) if parts.query else ""
+    fragment = scrub_text(_scrub_params(parts.fragment)) if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
+
+
+# Headers whose value is a URL that may carry the original request's query string.
+_URL_HEADERS = frozenset({"referer", "referrer", "location", "content-location", "origin"})
+
+
+def scrub_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Return a copy of the headers with sensitive ones FILTERED and the rest scrubbed as text.
+
+    Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key and any header whose name
+    is a sensitive key are hidden; URL-valued headers (Referer, Location) go through scrub_url.
+    """
+    scrubbed: dict[str, str] = {}
+    for name, value in headers.items():
+        if is_sensitive_key(name):
+            scrubbed[name] = FILTERED
+        elif not isinstance(value, str):
+            scrubbed[name] = scrub(value)
+        elif name.lower() in _URL_HEADERS:
+            scrubbed[name] = scrub_url(value)
+        else:
+            scrubbed[name] = scrub_text(value)
+    return scrubbed

@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
 from api.routes_ingest import router as ingest_router
+from api.routes_sentry import router as sentry_router
 from models.db import get_engine
 from models.settings import Settings, get_settings
 
@@ -21,4 +22,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine or get_engine(settings.effective_database_url)
     install_error_handlers(app)
     app.include_router(ingest_router)
+    app.include_router(sentry_router)
     return app

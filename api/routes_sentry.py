@@ -1,0 +1,120 @@
+"""Sentry-compatible ingest: an app using the official Sentry SDK reports here by changing its DSN.
+
+`sentry_sdk.init(dsn="http://<key>@<immunity host>/<project id>")` makes the SDK post envelopes to
+`/api/<project id>/envelope/` (older SDKs: one JSON event to `/store/`). The project id must be in
+`settings.sentry_projects` (404 otherwise) and the DSN key must match it (401). Error events go
+through the same pipeline as native failures, ended sessions become success events, and a 200
+`{"id": <event id>}` (Sentry's answer) means everything in the request is committed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from api.auth import sentry_key
+from api.body import read_body
+from api.errors import ApiError
+from models.schemas import FailureEventIn, SuccessEventIn
+from models.settings import Settings
+from tasks.ingest import ingest_and_generate, process_successes
+from tasks.prepare import prepare_failure
+from tasks.sentry import SentryBatch, SentryFormatError, envelope_to_batch, store_to_batch
+from tasks.validate import validate_events
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["sentry"])
+
+
+def _authorize(request: Request, project_id: str) -> None:
+    expected = request.app.state.settings.sentry_projects.get(project_id)
+    if expected is None:
+        raise ApiError(404, f"unknown Sentry project {project_id[:64]!r}")
+    presented = sentry_key(request)
+    if not presented:
+        raise ApiError(401, "missing DSN key (X-Sentry-Auth: Sentry sentry_key=<key>, …)")
+    # Bytes, because compare_digest refuses non-ASCII str and a header may carry anything.
+    if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise ApiError(401, f"invalid DSN key for project {project_id[:64]!r}")
+
+
+async def _body(request: Request) -> bytes:
+    if request.headers.get("content-encoding", "").strip().lower() == "br":
+        # sentry-sdk picks brotli by itself when the `brotli` package is installed.
+        raise ApiError(
+            415,
+            "Content-Encoding br is not supported: use gzip, e.g. sentry_sdk.init(…, "
+            '_experiments={"transport_compression_algo": "gzip"})',
+        )
+    return await read_body(request, request.app.state.settings.max_request_bytes)
+
+
+def _check(batch: SentryBatch, settings: Settings) -> None:
+    """Refuse the whole request (400) if any part of it would be rejected by the pipeline."""
+    accepted, rejected = validate_events(batch.failures, FailureEventIn)
+    problems = [str(r) for r in rejected + validate_events(batch.successes, SuccessEventIn)[1]]
+    for index, event in accepted:
+        try:
+            prepare_failure(event, settings)  # pure: what the pipeline does before storing
+        except Exception as error:  # the pipeline would reject it the same way
+            problems.append(f"event {index}: could not be processed: {error}")
+    if problems:
+        raise ApiError(400, "; ".join(problems)[:2_000])
+
+
+def _ingest(data: bytes, parse: Callable[[bytes], SentryBatch], state: Any) -> dict[str, Any]:
+    """Return the answer after parsing, checking and committing one Sentry request."""
+    engine: Engine = state.engine
+    settings: Settings = state.settings
+    try:
+        batch = parse(data)
+    except SentryFormatError as error:
+        raise ApiError(400, str(error)) from None
+    _check(batch, settings)
+    # Checked first, so both writes below succeed together (only the store itself can fail).
+    if batch.failures:
+        result, _ = ingest_and_generate(batch.failures, engine=engine, settings=settings)
+        if result.rejected:
+            raise ApiError(400, "; ".join(str(r) for r in result.rejected)[:2_000])
+    if batch.successes:
+        stored = process_successes(batch.successes, engine=engine, settings=settings)
+        if stored.rejected:
+            raise ApiError(400, "; ".join(str(r) for r in stored.rejected)[:2_000])
+    answer: dict[str, Any] = {"id": batch.event_id}
+    if batch.successes or batch.session_failures or batch.sessions_dropped:
+        # Failed sessions are reported, not stored: their error events are the failures.
+        answer["sessions"] = {
+            "successes": len(batch.successes),
+            "dropped": batch.sessions_dropped,
+            **{kind: batch.session_failures[kind] for kind in ("crashed", "errored", "abnormal")},
+        }
+    return answer
+
+
+@router.post("/api/{project_id}/envelope/")
+@router.post("/api/{project_id}/envelope", include_in_schema=False)
+async def post_envelope(project_id: str, request: Request) -> JSONResponse:
+    """Take a Sentry envelope (any content type, gzip/deflate); 200 means it is committed."""
+    _authorize(request, project_id)
+    data = await _body(request)
+    answer = await run_in_threadpool(_ingest, data, envelope_to_batch, request.app.state)
+    return JSONResponse(answer)
+
+
+@router.post("/api/{project_id}/store/")
+@router.post("/api/{project_id}/store", include_in_schema=False)
+async def post_store(project_id: str, request: Request) -> JSONResponse:
+    """Take one Sentry event as JSON (the legacy endpoint); 200 means it is committed."""
+    _authorize(request, project_id)
+    data = await _body(request)
+    answer = await run_in_threadpool(_ingest, data, store_to_batch, request.app.state)
+    # Sentry answers every stored event with an id, generated when the client sent none.
+    return JSONResponse({**answer, "id": answer["id"] or uuid.uuid4().hex})

@@ -9,13 +9,15 @@ from typing import Any
 
 from prefect import task
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
 
 from models.db import get_engine
 from models.schemas import FailureEventIn, SuccessEventIn, utcnow
 from models.settings import Settings, get_settings
 from tasks.generation import GenerationOutcome, create_regression_tests
-from tasks.prepare import PreparedFailure, prepare_failure, prepare_success
+from tasks.prepare import PreparedFailure, prepare_failure, prepare_success, storable_failure
 from tasks.retry import DB_TASK_OPTIONS
+from tasks.storable import storable
 from tasks.store import prune_samples, store_failures, store_successes
 from tasks.validate import Rejection, validate_events
 
@@ -65,8 +67,15 @@ def process_failures(
     """Validate, classify, scrub, fingerprint and store a batch in one transaction."""
     accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
     prepared, unprocessable = _prepare_all(accepted, settings)
-    with engine.begin() as conn:
-        stored = store_failures(conn, prepared, settings, utcnow())
+    try:
+        with engine.begin() as conn:
+            stored = store_failures(conn, prepared, settings, utcnow())
+    except (DataError, UnicodeEncodeError):
+        # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled back
+        # whole, so storing the cleaned batch once more counts every event exactly once.
+        prepared = [storable_failure(item) for item in prepared]
+        with engine.begin() as conn:
+            stored = store_failures(conn, prepared, settings, utcnow())
     prune_samples(engine, stored.over_sample_limit, settings.max_samples_per_signature)
     return BatchResult(
         accepted=len(prepared),
@@ -97,8 +106,13 @@ def process_successes(
     """Validate and store a batch of success events in one transaction."""
     accepted, rejected = validate_events(raw_events, SuccessEventIn, indexes=indexes)
     rows = [prepare_success(event, settings) for _, event in accepted]
-    with engine.begin() as conn:
-        store_successes(conn, rows)
+    try:
+        with engine.begin() as conn:
+            store_successes(conn, rows)
+    except (DataError, UnicodeEncodeError):  # as for failures: clean, then store once more
+        rows = [storable(row) for row in rows]
+        with engine.begin() as conn:
+            store_successes(conn, rows)
     return BatchResult(accepted=len(rows), rejected=rejected)
 
 

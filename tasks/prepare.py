@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from models.settings import Settings
 from tasks.classify import classify
 from tasks.fingerprint import fingerprint, parse_python_traceback
 from tasks.scrub import scrub, scrub_headers, scrub_text, scrub_url
+from tasks.storable import storable, storable_text
 
 __all__ = [
     "PreparedFailure",
@@ -24,6 +25,7 @@ __all__ = [
     "bucket_start",
     "prepare_failure",
     "prepare_success",
+    "storable_failure",
     "truncate",
 ]
 
@@ -157,6 +159,17 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
 def bucket_start(at: datetime, minutes: int) -> datetime:
     """Return the start of the `minutes`-wide bucket holding `at` (buckets align to the hour)."""
     return at.replace(second=0, microsecond=0) - timedelta(minutes=at.minute % minutes)
+
+
+def storable_failure(item: PreparedFailure) -> PreparedFailure:
+    """Return the failure with every text and JSON value in a form every store accepts."""
+    return replace(
+        item,
+        error_type=storable_text(item.error_type),
+        normalized_message=storable_text(item.normalized_message),
+        culprit=storable_text(item.culprit),
+        row=storable(item.row),
+    )
 
 
 def aggregate_signatures(

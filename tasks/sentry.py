@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tasks.prepare import truncate
+from tasks.storable import storable_text
 
 __all__ = [
     "LEVEL_SEVERITY", "EnvelopeItem", "SentryBatch", "SentryFormatError",
@@ -84,7 +85,7 @@ def _json(data: bytes, what: str, *, obj: bool = False) -> Any:
 
 def _name(value: Any, limit: int) -> str | None:
     # Cut without a truncation mark: the store's column holds `limit` characters at most.
-    return (_clean(value)[:limit] or None) if isinstance(value, str) else None
+    return (storable_text(value)[:limit] or None) if isinstance(value, str) else None
 
 
 def _get(value: Any, *path: str) -> Any:
@@ -98,16 +99,11 @@ def _int(value: Any, low: int, high: int) -> int | None:
     return value if ok else None
 
 
-def _clean(text: str) -> str:
-    # Neither NUL nor a lone surrogate (JSON escapes such as "\ud800" make them) can be stored.
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-
-
 def _text(value: Any, limit: int, *, scalars: bool = False) -> str | None:
     """Return a clean, bounded string for a string (or, with `scalars`, a number), else None."""
     if scalars and (_int(value, -(2**63), 2**63) is not None or isinstance(value, float)):
         value = str(value) if math.isfinite(value) else None
-    return truncate(_clean(value), limit) if isinstance(value, str) else None
+    return truncate(storable_text(value), limit) if isinstance(value, str) else None
 
 
 def _bounded(value: Any, bounds: tuple[int, int, int]) -> Any:
@@ -117,7 +113,7 @@ def _bounded(value: Any, bounds: tuple[int, int, int]) -> Any:
     def copy(item: Any, depth: int) -> Any:
         budget[0] -= 1
         if isinstance(item, str):
-            return truncate(_clean(item), max_str)
+            return truncate(storable_text(item), max_str)
         if isinstance(item, float):
             return item if math.isfinite(item) else None
         if not isinstance(item, dict | list):
@@ -130,7 +126,9 @@ def _bounded(value: Any, bounds: tuple[int, int, int]) -> Any:
             if budget[0] <= 0:
                 out["…"] = _CUT
                 break
-            out[truncate(_clean(str(key)), _KEY) if is_dict else key] = copy(child, depth + 1)
+            out[truncate(storable_text(str(key)), _KEY) if is_dict else key] = copy(
+                child, depth + 1
+            )
         return out if is_dict else list(out.values())
 
     return copy(value, 0)
@@ -183,7 +181,7 @@ def parse_envelope(data: bytes) -> tuple[dict[str, Any], list[EnvelopeItem]]:
         kind, length = item.get("type"), item.get("length")
         if not isinstance(kind, str) or not kind:
             raise SentryFormatError(f"{what}'s header has no type")
-        what = f"{what} ({truncate(_clean(kind), 40)})"
+        what = f"{what} ({truncate(storable_text(kind), 40)})"
         if length is None:  # without a length the payload runs to the end of the line
             payload, pos = _line(data, pos)
         elif _int(length, 0, 2**63) is None:
@@ -388,7 +386,7 @@ def envelope_to_batch(data: bytes) -> SentryBatch:
             else:
                 batch.ignored += 1
         except SentryFormatError as error:
-            what = f"item {n} ({truncate(_clean(item.type), 40)})"
+            what = f"item {n} ({truncate(storable_text(item.type), 40)})"
             raise SentryFormatError(f"{what}: {error}") from None
     return batch
 

@@ -201,3 +201,25 @@ def test_severity_keeps_the_highest_and_fixed_signature_regresses(engine: Engine
         session.commit()
     process_failures([recipe_failure(4)], engine=engine, settings=config)
     assert one(engine, Signature).status == "regressed"
+
+
+def test_text_postgresql_refuses_is_cleaned_and_still_counted_once(engine: Engine) -> None:
+    nasty = [
+        recipe_failure(1, message="nul \x00 inside"),
+        recipe_failure(2, context={"ratio": float("nan"), "note": "lone \ud800 surrogate"}),
+        recipe_failure(3, error_type="Weird\x00Error"),
+    ]
+    result = process_failures(nasty, engine=engine, settings=settings())
+    assert result.accepted == 3 and not result.rejected
+    with Session(engine) as session:
+        total = session.exec(select(func.sum(Signature.occurrence_count))).scalar_one()  # type: ignore[attr-defined]
+        stored = session.exec(select(FailureEvent)).scalars().all()  # type: ignore[attr-defined]
+    assert total == 3 and len(stored) == 3
+    text = str([(e.error_type, e.message, e.context) for e in stored])
+    assert "\x00" not in text and "\ud800" not in text
+    successes = process_successes(
+        [{"operation": "GET /\x00", "metadata": {"x": float("inf")}}],
+        engine=engine,
+        settings=settings(),
+    )
+    assert successes.accepted == 1

@@ -159,9 +159,15 @@ def create_regression_tests(
     signature_ids: Sequence[int] | None, *, engine: Engine, settings: Settings
 ) -> list[GenerationOutcome]:
     """Give every qualifying signature (all of them when `signature_ids` is None) its one test."""
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         candidates = find_candidates(conn, settings, signature_ids)
-        return [_generate_one(conn, row, settings) for row in candidates]
+    outcomes = []
+    for row in candidates:
+        # One transaction per signature: it locks one signature row at a time, so it cannot
+        # deadlock with an ingest batch that locks many of them in fingerprint order.
+        with engine.begin() as conn:
+            outcomes.append(_generate_one(conn, row, settings))
+    return outcomes
 
 
 @task(name="generate-regression-tests", **DB_TASK_OPTIONS)

@@ -9,7 +9,8 @@ from typing import Any
 
 from prefect import task
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from models.db import get_engine
 from models.schemas import FailureEventIn, SuccessEventIn, utcnow
@@ -93,7 +94,13 @@ def ingest_and_generate(
     result = process_failures(raw_events, engine=engine, settings=settings)
     if not result.candidates:
         return result, []
-    return result, create_regression_tests(result.candidates, engine=engine, settings=settings)
+    try:
+        return result, create_regression_tests(result.candidates, engine=engine, settings=settings)
+    except (OperationalError, SQLAlchemyTimeoutError):
+        # The batch is committed: its caller must hear so, or a retry would count it twice.
+        # Candidates stay candidates; the next batch or the generation sweep builds the test.
+        log.warning("test generation deferred after a database error", exc_info=True)
+        return result, []
 
 
 def process_successes(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, select
+from sqlalchemy import Connection, Engine, case, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -22,6 +22,7 @@ __all__ = ["StoredBatch", "dialect_insert", "prune_samples", "store_failures", "
 log = logging.getLogger(__name__)
 
 STATEMENT_ROWS = 500
+PRUNE_LOCK_SPACE = 7_004_001  # advisory-lock namespace of sample pruning
 signature_table = Signature.__table__  # type: ignore[attr-defined]
 event_table = FailureEvent.__table__  # type: ignore[attr-defined]
 success_table = SuccessEvent.__table__  # type: ignore[attr-defined]
@@ -196,14 +197,34 @@ def prune_samples(engine: Engine, signature_ids: Sequence[int], keep: int) -> in
         .where(event_table.c.signature_id.in_(list(signature_ids)))
         .subquery()
     )
-    doomed = select(ranked.c.id).where(ranked.c.rank > keep)
     try:
         with engine.begin() as conn:
+            mine = _claim_for_pruning(conn, sorted(set(signature_ids)))
+            if not mine:
+                return 0
+            doomed = select(ranked.c.id).where(
+                ranked.c.rank > keep, ranked.c.signature_id.in_(mine)
+            )
             return conn.execute(delete(event_table).where(event_table.c.id.in_(doomed))).rowcount
     except DBAPIError as error:
         # Housekeeping only: counts are already committed, and the next batch prunes again.
         log.warning("pruning samples skipped this time: %s", error.orig or error)
         return 0
+
+
+def _claim_for_pruning(conn: Connection, signature_ids: list[int]) -> list[int]:
+    if conn.dialect.name != "postgresql":
+        return signature_ids  # SQLite has one writer at a time: nothing to race with
+    # Two pruners deleting the same rows in different orders deadlock; a signature another
+    # worker is pruning right now is simply left to it (the lock ends with the transaction).
+    claimed = conn.execute(
+        text(
+            "SELECT id FROM unnest(CAST(:ids AS integer[])) AS id "
+            "WHERE pg_try_advisory_xact_lock(:space, id) ORDER BY id"
+        ),
+        {"ids": signature_ids, "space": PRUNE_LOCK_SPACE},
+    )
+    return list(claimed.scalars())
 
 
 def store_successes(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:

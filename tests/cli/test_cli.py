@@ -12,23 +12,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from examples.synthetic import synthetic_events
 from models.db import get_engine
-from models.settings import get_settings
 from models.tables import RegressionTest, Signature
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An empty SQLite store that only alembic has touched (the way a new user starts)."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("IMMUNITY_DATABASE_URL", url)
-    monkeypatch.setenv("IMMUNITY_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
-    result = runner.invoke(app, ["db", "upgrade"])
-    assert result.exit_code == 0, result.output
-    yield url
-    get_settings.cache_clear()
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ from typer.testing import CliRunner
 
 import flows.ingest  # noqa: F401  (see below)
 from cli.ingest_log import MAX_CHUNK_EVENTS, chunk_events, register
-from cli.main import app as immunity_app
 from models.db import get_engine
-from models.settings import get_settings
 from models.tables import FailureEvent, RegressionTest, Signature
 
 # flows.ingest is imported above, not first inside CliRunner: Prefect sets up its log handlers on
@@ -32,19 +29,6 @@ def _app() -> typer.Typer:
 
     register(app)
     return app
-
-
-@pytest.fixture
-def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An empty SQLite store that only alembic has touched (the way a new user starts)."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("IMMUNITY_DATABASE_URL", url)
-    monkeypatch.setenv("IMMUNITY_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
-    result = runner.invoke(immunity_app, ["db", "upgrade"])
-    assert result.exit_code == 0, result.output
-    yield url
-    get_settings.cache_clear()
 
 
 def _lost_order(stamp: str, order: int, line: int) -> str:

@@ -46,17 +46,6 @@ def _authorize(request: Request, project_id: str) -> None:
         raise ApiError(401, f"invalid DSN key for project {project_id[:64]!r}")
 
 
-async def _body(request: Request) -> bytes:
-    if request.headers.get("content-encoding", "").strip().lower() == "br":
-        # sentry-sdk picks brotli by itself when the `brotli` package is installed.
-        raise ApiError(
-            415,
-            "Content-Encoding br is not supported: use gzip, e.g. sentry_sdk.init(…, "
-            '_experiments={"transport_compression_algo": "gzip"})',
-        )
-    return await read_body(request, request.app.state.settings.max_request_bytes)
-
-
 def _check(batch: SentryBatch, settings: Settings) -> None:
     """Refuse the whole request (400) if any part of it would be rejected by the pipeline."""
     accepted, rejected = validate_events(batch.failures, FailureEventIn)
@@ -104,7 +93,7 @@ def _ingest(data: bytes, parse: Callable[[bytes], SentryBatch], state: Any) -> d
 async def post_envelope(project_id: str, request: Request) -> JSONResponse:
     """Take a Sentry envelope (any content type, gzip/deflate); 200 means it is committed."""
     _authorize(request, project_id)
-    data = await _body(request)
+    data = await read_body(request, request.app.state.settings.max_request_bytes)
     answer = await run_in_threadpool(_ingest, data, envelope_to_batch, request.app.state)
     return JSONResponse(answer)
 
@@ -114,7 +103,7 @@ async def post_envelope(project_id: str, request: Request) -> JSONResponse:
 async def post_store(project_id: str, request: Request) -> JSONResponse:
     """Take one Sentry event as JSON (the legacy endpoint); 200 means it is committed."""
     _authorize(request, project_id)
-    data = await _body(request)
+    data = await read_body(request, request.app.state.settings.max_request_bytes)
     answer = await run_in_threadpool(_ingest, data, store_to_batch, request.app.state)
     # Sentry answers every stored event with an id, generated when the client sent none.
     return JSONResponse({**answer, "id": answer["id"] or uuid.uuid4().hex})

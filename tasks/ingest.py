@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from models.db import get_engine
 from models.schemas import FailureEventIn, SuccessEventIn, utcnow
 from models.settings import Settings, get_settings
+from tasks.gcpause import cyclic_gc_paused
 from tasks.generation import GenerationOutcome, create_regression_tests
 from tasks.prepare import PreparedFailure, prepare_failure, prepare_success, storable_failure
 from tasks.retry import DB_TASK_OPTIONS
@@ -66,17 +67,18 @@ def process_failures(
     indexes: Sequence[int] | None = None,
 ) -> BatchResult:
     """Validate, classify, scrub, fingerprint and store a batch in one transaction."""
-    accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
-    prepared, unprocessable = _prepare_all(accepted, settings)
-    try:
-        with engine.begin() as conn:
-            stored = store_failures(conn, prepared, settings, utcnow())
-    except (DataError, UnicodeEncodeError):
-        # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled back
-        # whole, so storing the cleaned batch once more counts every event exactly once.
-        prepared = [storable_failure(item) for item in prepared]
-        with engine.begin() as conn:
-            stored = store_failures(conn, prepared, settings, utcnow())
+    with cyclic_gc_paused():  # a batch's objects are short-lived and acyclic: see gcpause
+        accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
+        prepared, unprocessable = _prepare_all(accepted, settings)
+        try:
+            with engine.begin() as conn:
+                stored = store_failures(conn, prepared, settings, utcnow())
+        except (DataError, UnicodeEncodeError):
+            # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled back
+            # whole, so storing the cleaned batch once more counts every event exactly once.
+            prepared = [storable_failure(item) for item in prepared]
+            with engine.begin() as conn:
+                stored = store_failures(conn, prepared, settings, utcnow())
     prune_samples(engine, stored.over_sample_limit, settings.max_samples_per_signature)
     return BatchResult(
         accepted=len(prepared),
@@ -111,8 +113,9 @@ def process_successes(
     indexes: Sequence[int] | None = None,
 ) -> BatchResult:
     """Validate and store a batch of success events in one transaction."""
-    accepted, rejected = validate_events(raw_events, SuccessEventIn, indexes=indexes)
-    rows = [prepare_success(event, settings) for _, event in accepted]
+    with cyclic_gc_paused():
+        accepted, rejected = validate_events(raw_events, SuccessEventIn, indexes=indexes)
+        rows = [prepare_success(event, settings) for _, event in accepted]
     try:
         with engine.begin() as conn:
             store_successes(conn, rows)

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from models.reports import HealthReport
     from models.tables import Alert
-    from tasks.health import HealthReport
 
 __all__ = ["alerts", "alerts_table", "health", "health_table", "register"]
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 from prefect import flow, get_run_logger
 
 from models.enums import Severity
+from models.reports import AlertOutcome, HealthReport
 from models.schemas import utcnow
 from models.settings import get_settings
-from tasks.alerts import AlertOutcome, raise_alert
+from tasks.alerts import raise_alert
 from tasks.health import (
-    HealthReport,
     critical_signature_message,
     failure_rate_message,
     find_new_critical_signatures,

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+
 from pydantic import BaseModel, Field
 
-__all__ = ["GeneratedTest", "IngestReport", "RejectedEvent"]
+__all__ = [
+    "AlertOutcome",
+    "AlertStatus",
+    "GeneratedTest",
+    "HealthReport",
+    "IngestReport",
+    "RejectedEvent",
+]
 
 
 class RejectedEvent(BaseModel):
@@ -36,3 +46,61 @@ class IngestReport(BaseModel):
     @property
     def tests_created(self) -> int:
         return sum(1 for item in self.generated if item.created)
+
+
+class AlertStatus(StrEnum):
+    SENT = "sent"  # every channel took it
+    FAILED = "failed"  # at least one channel did not (the error says which and why)
+    SUPPRESSED = "suppressed"  # the key is cooling down: nothing recorded, nothing sent
+    RECORDED = "recorded"  # stored, but no channel is configured
+
+
+class AlertOutcome(BaseModel):
+    """What became of one alert: sent, failed, suppressed by the cooldown, or only recorded."""
+
+    key: str
+    kind: str
+    status: AlertStatus
+    alert_id: int | None = None
+    channel: str = ""
+    error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == AlertStatus.SENT
+
+
+class HealthReport(BaseModel):
+    """The outcome of a health check: the rate, the rule, and the alerts raised."""
+
+    environment: str | None = None
+    since: datetime
+    window_minutes: int
+    failures: int
+    failures_max: int | None = None
+    successes: int
+    attempts: int
+    rate: float
+    rate_max: float
+    exact: bool = True
+    threshold: float
+    min_attempts: int
+    unhealthy: bool
+    critical_signatures: list[str] = Field(default_factory=list, description="Fingerprints.")
+    alerts: list[AlertOutcome] = Field(default_factory=list)
+
+    def count(self, status: AlertStatus) -> int:
+        """Return how many of the alerts ended with `status`."""
+        return sum(1 for alert in self.alerts if alert.status == status)
+
+    @property
+    def alerts_sent(self) -> int:
+        return self.count(AlertStatus.SENT)
+
+    @property
+    def alerts_suppressed(self) -> int:
+        return self.count(AlertStatus.SUPPRESSED)
+
+    @property
+    def alerts_undelivered(self) -> int:
+        return self.count(AlertStatus.FAILED) + self.count(AlertStatus.RECORDED)

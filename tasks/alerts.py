@@ -18,7 +18,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,19 +26,17 @@ from prefect import task
 from prefect.blocks.abstract import NotificationBlock, NotificationError
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 from sqlalchemy import Engine, text, update
 from sqlmodel import Session, col, select
 
 from models.db import get_engine, session_scope
+from models.reports import AlertOutcome, AlertStatus
 from models.schemas import utcnow
 from models.settings import Settings, get_settings
 from models.tables import Alert
 from tasks.retry import DB_TASK_OPTIONS
 
 __all__ = [
-    "AlertOutcome",
-    "AlertStatus",
     "alert_payload",
     "claim_alert",
     "deliver_to_block",
@@ -52,28 +49,6 @@ __all__ = [
 MAX_KEY = 200
 MAX_ERROR = 2_000
 _URL = re.compile(r"https?://[^\s'\"<>]+")
-
-
-class AlertStatus(StrEnum):
-    SENT = "sent"  # every channel took it
-    FAILED = "failed"  # at least one channel did not (the error says which and why)
-    SUPPRESSED = "suppressed"  # the key is cooling down: nothing recorded, nothing sent
-    RECORDED = "recorded"  # stored, but no channel is configured
-
-
-class AlertOutcome(BaseModel):
-    """What became of one alert: sent, failed, suppressed by the cooldown, or only recorded."""
-
-    key: str
-    kind: str
-    status: AlertStatus
-    alert_id: int | None = None
-    channel: str = ""
-    error: str | None = None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status == AlertStatus.SENT
 
 
 @dataclass(frozen=True)

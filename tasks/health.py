@@ -29,21 +29,19 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine, and_, case, exists, func, select
 
 from models.db import get_engine
 from models.enums import Severity
+from models.reports import HealthReport
 from models.settings import get_settings
 from models.tables import FailureEvent, OccurrenceBucket, Signature, SuccessEvent
-from tasks.alerts import AlertOutcome, AlertStatus
 from tasks.prepare import bucket_start
 from tasks.retry import DB_TASK_OPTIONS
 
 __all__ = [
     "HEALTH_ARTIFACT_KEY",
     "FailureRate",
-    "HealthReport",
     "NewSignature",
     "SignatureWindow",
     "count_in_window",
@@ -271,42 +269,6 @@ def new_critical_signatures(
         )
         for row in rows
     ]
-
-
-class HealthReport(BaseModel):
-    """The outcome of a health check: the rate, the rule, and the alerts raised."""
-
-    environment: str | None = None
-    since: datetime
-    window_minutes: int
-    failures: int
-    failures_max: int | None = None
-    successes: int
-    attempts: int
-    rate: float
-    rate_max: float
-    exact: bool = True
-    threshold: float
-    min_attempts: int
-    unhealthy: bool
-    critical_signatures: list[str] = Field(default_factory=list, description="Fingerprints.")
-    alerts: list[AlertOutcome] = Field(default_factory=list)
-
-    def count(self, status: AlertStatus) -> int:
-        """Return how many of the alerts ended with `status`."""
-        return sum(1 for alert in self.alerts if alert.status == status)
-
-    @property
-    def alerts_sent(self) -> int:
-        return self.count(AlertStatus.SENT)
-
-    @property
-    def alerts_suppressed(self) -> int:
-        return self.count(AlertStatus.SUPPRESSED)
-
-    @property
-    def alerts_undelivered(self) -> int:
-        return self.count(AlertStatus.FAILED) + self.count(AlertStatus.RECORDED)
 
 
 def _percent(value: float) -> str:

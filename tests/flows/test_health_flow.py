@@ -12,10 +12,10 @@ from sqlmodel import Session, select
 
 from flows.health import check_health
 from models.db import get_engine
+from models.reports import AlertStatus
 from models.schemas import utcnow
 from models.settings import get_settings
 from models.tables import Alert, Signature
-from tasks.alerts import AlertStatus
 from tasks.health import HEALTH_ARTIFACT_KEY
 from tasks.ingest import process_failures, process_successes
 from tests.tasks.test_health_alerts import Receiver, failure, success

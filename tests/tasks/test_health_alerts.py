@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from models.reports import AlertStatus
 from models.schemas import utcnow
 from models.settings import Settings
 from models.tables import Alert, FailureEvent
-from tasks.alerts import AlertStatus, send_alert
+from tasks.alerts import send_alert
 from tasks.health import (
     FailureRate,
     SignatureWindow,

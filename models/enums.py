@@ -7,10 +7,12 @@ from enum import StrEnum
 __all__ = [
     "Category",
     "EventSource",
+    "ExecutionStatus",
     "Severity",
     "SignatureStatus",
     "TestKind",
     "TestType",
+    "Trigger",
     "severity_rank",
 ]
 
@@ -70,3 +72,20 @@ class TestType(StrEnum):
     REGRESSION = "regression"
     CONTRACT = "contract"
     INTEGRATION = "integration"
+
+
+class ExecutionStatus(StrEnum):
+    """How one run of one test ended; `skipped` is a run refused before anything was sent."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    FLAKY = "flaky"
+    SKIPPED = "skipped"
+
+
+class Trigger(StrEnum):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    CI = "ci"
+    DEPLOYMENT = "deployment"

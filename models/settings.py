@@ -79,6 +79,21 @@ class Settings(BaseSettings):
     )
     alert_webhook_url: str = Field(default="", description="Plain webhook receiving alert JSON.")
 
+    # Regression runs (issue 4): concurrency inside a chunk task, a few chunk tasks per run.
+    regression_chunk_size: int = Field(default=250, ge=1, le=10_000)
+    regression_concurrency: int = Field(default=32, ge=1, le=1_000)
+    regression_timeout_s: float = Field(default=10, gt=0, le=600)
+    regression_transport_retries: int = Field(default=2, ge=0, le=10)
+    regression_reruns: int = Field(
+        default=1, ge=0, le=5, description="Re-runs of a failed test; a pass on re-run is flaky."
+    )
+    confidence_pass_step: int = Field(default=5, ge=0, le=100)
+    confidence_fail_step: int = Field(default=10, ge=0, le=100)
+    flaky_window: int = Field(default=10, ge=2, description="Recent runs the flaky share is over.")
+    flaky_quarantine_share: float = Field(default=0.3, gt=0, le=1)
+    critical_tags: list[str] = Field(default_factory=lambda: ["critical"])
+    critical_types: list[str] = Field(default_factory=lambda: ["regression", "smoke"])
+
     environments: dict[str, Environment] = Field(
         default_factory=lambda: {
             "production": Environment(base_url="http://127.0.0.1:8000", is_production=True),
@@ -101,6 +116,11 @@ class Settings(BaseSettings):
         if self.generation_threshold > self.max_samples_per_signature:
             raise ValueError("generation_threshold cannot exceed max_samples_per_signature")
         return self
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where every suite run's JSON report and JUnit XML are written."""
+        return self.data_dir / "reports"
 
     @property
     def effective_database_url(self) -> str:

@@ -19,6 +19,8 @@ __all__ = [
     "RegressionTest",
     "Signature",
     "SuccessEvent",
+    "SuiteRun",
+    "TestExecution",
 ]
 
 
@@ -131,6 +133,9 @@ class RegressionTest(SQLModel, table=True):
     flaky_count: int = 0
     is_active: bool = True
     quarantined: bool = False
+    allow_unsafe: bool = Field(
+        default=False, description="May replay POST/PUT/PATCH/DELETE against production."
+    )
     # Unique: "exactly one test per signature" holds even under concurrent generation.
     created_from_signature_id: int | None = Field(
         default=None,
@@ -140,6 +145,69 @@ class RegressionTest(SQLModel, table=True):
     )
     last_run_at: datetime | None = Field(default=None, sa_column=utc_column())
     created_at: datetime = Field(
+        default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
+    )
+
+
+class SuiteRun(SQLModel, table=True):
+    """One run of a selection of tests against one environment."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    trigger: str = Field(max_length=16)
+    environment: str | None = Field(default=None, max_length=64)
+    selection: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    status: str = Field(default="running", max_length=16, description="running or finished.")
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    flaky: int = 0
+    skipped: int = 0
+    critical_failures: list[str] = Field(
+        default_factory=list,
+        sa_column=json_column(),
+        description="Names of the critical tests that failed: the CI gate.",
+    )
+    pass_rate: float | None = None
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
+    )
+    finished_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class TestExecution(SQLModel, table=True):
+    """One run of one test (seed: test_execution_results)."""
+
+    __test__ = False  # not a pytest class
+    __table_args__ = (Index("ix_testexecution_test_started", "test_id", "started_at"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    test_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("regressiontest.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    suite_run_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("suiterun.id", ondelete="CASCADE"), index=True),
+    )
+    status: str = Field(max_length=16, index=True)
+    duration_ms: float = 0
+    attempts: int = 1
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    expected: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    actual: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    calls: list[dict[str, Any]] = Field(default_factory=list, sa_column=json_column())
+    environment: str = Field(max_length=64)
+    trigger: str = Field(max_length=16)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    artifacts: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    confidence_after: int | None = None
+    started_at: datetime = Field(
         default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
     )
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import alerts, ingest_log, service
+from cli import alerts, ingest_log, regress, service
 from cli.render import signatures_table, tests_table
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(tests_app, name="tests")
 service.register(app)
 alerts.register(app)
 ingest_log.register(app)
+regress.register(app, tests_app)
 
 console = Console()
 errors = Console(stderr=True)

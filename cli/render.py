@@ -45,19 +45,28 @@ def signatures_table(signatures: Sequence[Signature], title: str = "Signatures")
 def tests_table(tests: Sequence[RegressionTest], title: str = "Regression tests") -> Table:
     """Return a table of regression tests: what each replays and how far it is trusted."""
     table = Table(title=title, title_justify="left")
-    for column in ("id", "name", "replays", "expects", "confidence", "band", "tags", "signature"):
+    columns = ("id", "name", "kind", "replays", "expects", "confidence", "band", "runs", "tags")
+    for column in (*columns, "signature"):
         # A name is copied into commands, so it is never broken across lines.
         table.add_column(column, overflow="fold", no_wrap=column == "name")
     for t in tests:
-        replays = f"{t.spec.get('method', '')} {t.spec.get('path', '')}".strip()
+        if t.kind == "scenario":
+            replays = f"{len(t.spec.get('steps', []))} steps"
+        else:
+            replays = f"{t.spec.get('method', '')} {t.spec.get('path', '')}".strip()
         expects = ", ".join(f"{key}={value}" for key, value in sorted(t.expectations.items()))
+        runs = f"{t.pass_count}✓ {t.fail_count}✗ {t.flaky_count}~"
+        if t.quarantined:
+            runs += " quarantined"
         table.add_row(
             str(t.id),
             t.name,
+            t.kind,
             replays,
             expects,
             str(t.confidence),
             confidence_band(t.confidence),
+            runs,
             ", ".join(t.tags),
             str(t.created_from_signature_id or "—"),
         )

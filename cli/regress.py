@@ -1,0 +1,220 @@
+"""`immunity run`, `immunity status` and `immunity tests add`: run suites, see their health."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from models.results import SuiteSummary
+
+__all__ = ["register", "summary_table"]
+
+console = Console()
+errors = Console(stderr=True)
+_STATUS_STYLE = {
+    "passed": "green",
+    "flaky": "yellow",
+    "failed": "red",
+    "error": "red",
+    "skipped": "dim",
+}
+
+
+def summary_table(summary: SuiteSummary) -> Table:
+    """Return a table of a suite run's totals and its CI gate."""
+    gate = "[green]passed[/]" if summary.gate_passed else "[red]failed[/]"
+    table = Table(
+        title=f"Suite run {summary.suite_run_id} ({summary.trigger}): gate {gate}",
+        title_justify="left",
+    )
+    for column in ("total", "passed", "failed", "error", "flaky", "skipped", "pass rate"):
+        table.add_column(column, justify="right")
+    rate = "—" if summary.pass_rate is None else f"{100 * summary.pass_rate:.1f} %"
+    table.add_row(
+        str(summary.total),
+        f"[green]{summary.passed}[/]",
+        f"[red]{summary.failed}[/]" if summary.failed else "0",
+        f"[red]{summary.errors}[/]" if summary.errors else "0",
+        f"[yellow]{summary.flaky}[/]" if summary.flaky else "0",
+        str(summary.skipped),
+        rate,
+    )
+    return table
+
+
+def _failures_table(engine: Engine, suite_run_id: int) -> Table | None:
+    from tasks.queries import list_executions
+
+    rows = list_executions(
+        engine, suite_run_id=suite_run_id, statuses=("failed", "error", "flaky", "skipped")
+    )
+    if not rows:
+        return None
+    table = Table(title="Not passed", title_justify="left")
+    for column in ("test", "status", "attempts", "ms", "reason"):
+        table.add_column(column, overflow="fold", no_wrap=column == "test")
+    for execution, name in rows:
+        style = _STATUS_STYLE.get(execution.status, "")
+        table.add_row(
+            name,
+            f"[{style}]{execution.status}[/]",
+            str(execution.attempts),
+            f"{execution.duration_ms:.0f}",
+            escape((execution.error or "")[:400]),
+        )
+    return table
+
+
+def _watch(engine: Engine, suite_run_id: int, done: threading.Event) -> None:
+    from tasks.queries import suite_progress
+
+    with Progress(
+        TextColumn("[bold]running tests"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("tests", total=None)
+        while not done.wait(0.25):
+            finished, total = suite_progress(engine, suite_run_id)
+            progress.update(bar, completed=finished, total=total or None)
+
+
+def run(
+    test_id: Annotated[list[int] | None, typer.Option("--id", help="A test id (repeat).")] = None,
+    name: Annotated[list[str] | None, typer.Option(help="A test name (repeat).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Tests with this tag (repeat).")] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="smoke, regression, contract, integration.")
+    ] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="http or scenario (repeat).")] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment for every test (default: own).")
+    ] = None,
+    trigger: Annotated[str, typer.Option(help="manual, schedule, ci or deployment.")] = "manual",
+    junit: Annotated[Path | None, typer.Option(help="Also copy the JUnit XML here.")] = None,
+    json_report: Annotated[
+        Path | None, typer.Option("--json", help="Also copy the JSON report here.")
+    ] = None,
+) -> None:
+    """Run regression tests; exit 1 when a critical test fails (the CI gate)."""
+    from models.db import get_engine
+    from models.enums import Trigger
+    from models.settings import get_settings
+    from models.specs import Selection
+    from tasks.suite_store import UnknownEnvironmentError, open_suite_run
+
+    settings = get_settings()
+    try:
+        trigger_value = Trigger(trigger)
+    except ValueError:
+        errors.print(f"[red]--trigger must be one of {', '.join(t.value for t in Trigger)}[/]")
+        raise typer.Exit(code=2) from None
+    if env is not None and env not in settings.environments:
+        errors.print(
+            f"[red]{escape(str(UnknownEnvironmentError(env, list(settings.environments))))}[/]"
+        )
+        raise typer.Exit(code=2)
+    from flows.regress import run_regression_suite
+
+    engine = get_engine()
+    selection = Selection(
+        ids=test_id or [], names=name or [], tags=tag or [], types=type_ or [], kinds=kind or []
+    )
+    suite_id = open_suite_run(
+        engine, trigger=trigger_value.value, environment=env, selection=selection, flow_run_id=None
+    )
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(engine, suite_id, done), daemon=True)
+    watcher.start()
+    try:
+        summary = run_regression_suite(
+            ids=test_id,
+            names=name,
+            tags=tag,
+            types=type_,
+            kinds=kind,
+            environment=env,
+            trigger=trigger_value,
+            suite_run_id=suite_id,
+        )
+    finally:
+        done.set()
+        watcher.join()
+    console.print(summary_table(summary))
+    failures = _failures_table(engine, summary.suite_run_id)
+    if failures is not None:
+        console.print(failures)
+    for transition in summary.transitions:
+        console.print(f"[bold]{transition.kind}[/]: {escape(transition.message)}")
+    for source, target in ((summary.report_junit, junit), (summary.report_json, json_report)):
+        if source and target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    console.print(f"reports: {summary.report_json}, {summary.report_junit}")
+    if summary.total == 0:
+        errors.print("[yellow]no test matched the selection[/]")
+    if not summary.gate_passed:
+        errors.print(
+            f"[red]critical test(s) failed: {escape(', '.join(summary.critical_failures[:20]))}[/]"
+        )
+        raise typer.Exit(code=1)
+
+
+def status() -> None:
+    """Show the latest suite run and every test's confidence, band and results."""
+    from cli.render import tests_table
+    from models.db import get_engine
+    from tasks.queries import latest_suite_summary, list_tests
+
+    engine = get_engine()
+    latest = latest_suite_summary(engine)
+    if latest is None:
+        console.print("no suite run yet: `immunity run` runs the tests")
+    else:
+        console.print(summary_table(latest))
+    console.print(tests_table(list_tests(engine), title="Test health"))
+
+
+def add(
+    path: Annotated[Path, typer.Argument(help="A YAML file (one test or a list) or a directory.")],
+    replace: Annotated[bool, typer.Option(help="Update tests that already exist.")] = False,
+) -> None:
+    """Add manual tests (smoke, contract, integration) from YAML; all or nothing."""
+    from models.db import get_engine
+    from tasks.manual_tests import save_definitions
+    from tasks.testdefs import load_definitions
+
+    if not path.exists():
+        errors.print(f"[red]no such file or directory: {path}[/]")
+        raise typer.Exit(code=2)
+    try:
+        definitions = load_definitions(path)
+        report = save_definitions(get_engine(), definitions, replace=replace)
+    except ValueError as exc:
+        errors.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(code=1) from None
+    console.print(
+        f"{len(report.created)} test(s) added, {len(report.updated)} updated,"
+        f" {len(report.unchanged)} unchanged"
+    )
+
+
+def register(app: typer.Typer, tests_app: typer.Typer) -> None:
+    """Add `run` and `status` to the main app and `add` to the tests group."""
+    app.command("run")(run)
+    app.command("status")(status)
+    tests_app.command("add")(add)

@@ -38,10 +38,33 @@ class _NewLines:
 def _use_sample_service_as_production(base_url: str) -> None:
     from models.settings import get_settings
 
+    # The same service plays staging too: replays of unsafe requests go there, not to production.
     os.environ["IMMUNITY_ENVIRONMENTS"] = json.dumps(
-        {"production": {"base_url": base_url, "is_production": True}}
+        {
+            "production": {"base_url": base_url, "is_production": True},
+            "staging": {"base_url": base_url, "is_production": False},
+        }
     )
     get_settings.cache_clear()
+
+
+def _regression_runs(console: Console, client: httpx.Client) -> None:
+    """Run the suite on staging with the faults on, then after they are fixed."""
+    from examples.traffic import DEMO_FAULTS, switch_faults
+    from flows.regress import run_regression_suite
+
+    for label in ("faults still on", "faults fixed"):
+        if label == "faults fixed":
+            switch_faults(client, DEMO_FAULTS, enabled=False)
+        with console.status(f"regression run on staging ({label}) …"):
+            summary = run_regression_suite(environment="staging")
+        console.print(
+            f"[bold]regression run[/] ({label}): [green]{summary.passed} passed[/], "
+            f"[red]{summary.failed} failed[/], {summary.errors} error(s); "
+            f"gate {'passed' if summary.gate_passed else 'failed'}"
+        )
+        for transition in summary.transitions:
+            console.print(f"    {transition.message}")
 
 
 def _start_prefect(console: Console) -> None:
@@ -102,7 +125,7 @@ def run_demo(console: Console, *, port: int = 0, users: int = 4, days: int = 3) 
                     f"({signature.status})"
                     + (" → has its regression test" if signature.test_id else "")
                 )
-        switch_faults(client, DEMO_FAULTS, enabled=False)
+        _regression_runs(console, client)
 
     engine = get_engine()
     console.print(signatures_table(list_signatures(engine, limit=20)))
@@ -119,7 +142,9 @@ def _where_to_look(tests: int, seconds: float) -> Panel:
         "In the Prefect UI ([bold]prefect server start[/], then http://127.0.0.1:4200):",
         "  • Runs: [cyan]ingest-failures[/] once a day, each with its "
         "[cyan]generate-regression-tests[/] subflow when a signature crossed the threshold;",
-        "  • Artifacts: [cyan]regression-tests-generated[/] lists the signatures and their tests.",
+        "  • Artifacts: [cyan]regression-tests-generated[/] lists the signatures and their tests;",
+        "    [cyan]test-health[/], [cyan]suite-summary[/] and [cyan]recent-failures[/] show the"
+        " regression runs.",
         "",
         "From the shell: [bold]uv run immunity signatures[/] and [bold]uv run immunity tests[/].",
     ]

@@ -32,6 +32,13 @@ def test_demo_ends_with_generated_regression_tests(fresh_store: str) -> None:
     assert test.spec["body"] == {"prompt": "Build recipe website with search", "framework": "react"}
     assert test.expectations == {"should_not_fail": True, "min_items": {"$.files": 1}}
     assert test.name in result.output
+    # The generated tests then run on staging: failing while the faults are on, passing (and
+    # their signatures fixed) once they are off.
+    assert "regression run (faults still on): 0 passed" in result.output
+    assert f"regression run (faults fixed): {len(tests)} passed, 0 failed" in result.output
+    with Session(get_engine(fresh_store)) as session:
+        assert session.get(Signature, recipe.id).status == "fixed"
+        assert session.get(RegressionTest, test.id).confidence == 75 - 10 + 5
 
 
 @pytest.mark.usefixtures("prefect_harness")

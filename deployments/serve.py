@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GENERATION_SWEEP_CRON", "HEALTH_CHECK_CRON", "build_deployments", "serve_all"]
+__all__ = [
+    "GENERATION_SWEEP_CRON",
+    "HEALTH_CHECK_CRON",
+    "REGRESSION_SUITE_CRON",
+    "REGRESSION_SUITE_SCHEDULE_PARAMETERS",
+    "build_deployments",
+    "serve_all",
+]
 
 # The ingest flow generates tests as events arrive; the sweep is a safety net for anything missed.
 GENERATION_SWEEP_CRON = "*/30 * * * *"
 # Seed 001's health check, every 5 minutes (the width of an occurrence bucket).
 HEALTH_CHECK_CRON = "*/5 * * * *"
+# Seed: "regression suite every 6 hours".
+REGRESSION_SUITE_CRON = "0 */6 * * *"
+# Runs the schedule creates record trigger=schedule; runs started by hand keep the flow's default.
+REGRESSION_SUITE_SCHEDULE_PARAMETERS = {"trigger": "schedule"}
 
 
 def build_deployments() -> list[Any]:
     """Return the deployments of the flows built so far (each later loop adds its own)."""
+    from prefect.schedules import Schedule
+
     from flows.generate import generate_regression_tests
     from flows.health import check_health
     from flows.ingest import ingest_failures, ingest_file, ingest_successes
+    from flows.regress import run_regression_suite
 
     return [
         ingest_file.to_deployment(
@@ -45,6 +59,22 @@ def build_deployments() -> list[Any]:
             description="Failure rate over the last hour and new critical signatures; alerts.",
             cron=HEALTH_CHECK_CRON,
             tags=["health"],
+        ),
+        run_regression_suite.to_deployment(
+            name="regression-suite",
+            description=(
+                "Run the regression tests (all active ones, or a selection) every 6 hours;"
+                " record results, alert on regressions, write JSON and JUnit reports."
+            ),
+            # Parameters on the schedule, not the deployment: a run started from the UI or the
+            # API stays trigger=manual unless it says otherwise.
+            schedules=[
+                Schedule(
+                    cron=REGRESSION_SUITE_CRON,
+                    parameters=dict(REGRESSION_SUITE_SCHEDULE_PARAMETERS),
+                )
+            ],
+            tags=["regress"],
         ),
     ]
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from prefect.utilities.callables import parameter_schema
 
-from deployments.serve import GENERATION_SWEEP_CRON, HEALTH_CHECK_CRON, build_deployments
+from deployments.serve import (
+    GENERATION_SWEEP_CRON,
+    HEALTH_CHECK_CRON,
+    REGRESSION_SUITE_CRON,
+    build_deployments,
+)
 from flows.ingest import ingest_file
+from flows.regress import run_regression_suite
 
 
 def test_every_flow_is_a_deployment_with_its_schedule() -> None:
@@ -16,11 +22,29 @@ def test_every_flow_is_a_deployment_with_its_schedule() -> None:
         "ingest-successes",
         "generation-sweep",
         "health-check",
+        "regression-suite",
     }
     crons = {name: [s.schedule.cron for s in d.schedules] for name, d in deployments.items()}
     assert crons["generation-sweep"] == [GENERATION_SWEEP_CRON]
     assert crons["health-check"] == [HEALTH_CHECK_CRON]
+    assert crons["regression-suite"] == [REGRESSION_SUITE_CRON] == ["0 */6 * * *"]
     assert crons["ingest-file"] == []
     # The Prefect UI's run form explains each parameter from the flow's docstring.
     schema = parameter_schema(ingest_file).model_dump()
     assert schema["properties"]["path"]["description"] == "A file with one JSON event per line."
+
+
+def test_regression_suite_schedule_records_trigger_schedule() -> None:
+    suite = next(d for d in build_deployments() if d.name == "regression-suite")
+    assert suite.flow_name == "regression-suite"
+    assert suite.entrypoint == "flows/regress.py:run_regression_suite"
+    assert suite.tags == ["regress"]
+    assert suite.description
+    # Runs the schedule creates get trigger=schedule; the deployment's own defaults leave a run
+    # started by hand (UI, API, CLI) at the flow's default, trigger=manual.
+    [schedule] = suite.schedules
+    assert schedule.active
+    assert schedule.parameters == {"trigger": "schedule"}
+    assert suite.parameters == {}
+    schema = parameter_schema(run_regression_suite).model_dump()
+    assert schema["properties"]["trigger"]["default"] == "manual"

@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.background import BackgroundTask
 
 from api.auth import require_token
 from api.body import decode_json, read_body
 from api.errors import ApiError
+from api.reproduction import reproduction_check
 from tasks.ingest import ingest_and_generate, process_successes
 
 __all__ = ["router"]
@@ -31,14 +33,16 @@ async def _events(request: Request) -> list[Any]:
     return events
 
 
-def _answer(accepted: int, rejected: list[Any], **extra: Any) -> JSONResponse:
+def _answer(
+    accepted: int, rejected: list[Any], background: BackgroundTask | None = None, **extra: Any
+) -> JSONResponse:
     content = {
         "accepted": accepted,
         "rejected": [{"index": r.index, "errors": r.errors} for r in rejected],
         **extra,
     }
     # Nothing accepted means nothing stored: a 4xx, so no client mistakes it for success.
-    return JSONResponse(content, status_code=200 if accepted else 400)
+    return JSONResponse(content, status_code=200 if accepted else 400, background=background)
 
 
 @router.post("/failures", dependencies=[Depends(require_token)])
@@ -52,6 +56,7 @@ async def post_failures(request: Request) -> JSONResponse:
     return _answer(
         result.accepted,
         result.rejected,
+        background=reproduction_check(state, result.verify),
         signatures=result.signatures,
         new_signatures=result.new_signatures,
         tests_created=[

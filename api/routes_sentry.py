@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from api.auth import sentry_key
 from api.body import read_body
 from api.errors import ApiError
+from api.reproduction import reproduction_check
 from models.schemas import FailureEventIn, SuccessEventIn
 from models.settings import Settings
 from tasks.ingest import ingest_and_generate, process_successes
@@ -59,8 +60,10 @@ def _check(batch: SentryBatch, settings: Settings) -> None:
         raise ApiError(400, "; ".join(problems)[:2_000])
 
 
-def _ingest(data: bytes, parse: Callable[[bytes], SentryBatch], state: Any) -> dict[str, Any]:
-    """Return the answer after parsing, checking and committing one Sentry request."""
+def _ingest(
+    data: bytes, parse: Callable[[bytes], SentryBatch], state: Any
+) -> tuple[dict[str, Any], list[int]]:
+    """Return the answer after committing one Sentry request, and the tests due for a check."""
     engine: Engine = state.engine
     settings: Settings = state.settings
     try:
@@ -68,9 +71,11 @@ def _ingest(data: bytes, parse: Callable[[bytes], SentryBatch], state: Any) -> d
     except SentryFormatError as error:
         raise ApiError(400, str(error)) from None
     _check(batch, settings)
+    verify: list[int] = []
     # Checked first, so both writes below succeed together (only the store itself can fail).
     if batch.failures:
         result, _ = ingest_and_generate(batch.failures, engine=engine, settings=settings)
+        verify = result.verify
         if result.rejected:
             raise ApiError(400, "; ".join(str(r) for r in result.rejected)[:2_000])
     if batch.successes:
@@ -85,7 +90,7 @@ def _ingest(data: bytes, parse: Callable[[bytes], SentryBatch], state: Any) -> d
             "dropped": batch.sessions_dropped,
             **{kind: batch.session_failures[kind] for kind in ("crashed", "errored", "abnormal")},
         }
-    return answer
+    return answer, verify
 
 
 @router.post("/api/{project_id}/envelope/")
@@ -94,8 +99,9 @@ async def post_envelope(project_id: str, request: Request) -> JSONResponse:
     """Take a Sentry envelope (any content type, gzip/deflate); 200 means it is committed."""
     _authorize(request, project_id)
     data = await read_body(request, request.app.state.settings.max_request_bytes)
-    answer = await run_in_threadpool(_ingest, data, envelope_to_batch, request.app.state)
-    return JSONResponse(answer)
+    state = request.app.state
+    answer, verify = await run_in_threadpool(_ingest, data, envelope_to_batch, state)
+    return JSONResponse(answer, background=reproduction_check(state, verify))
 
 
 @router.post("/api/{project_id}/store/")
@@ -104,6 +110,10 @@ async def post_store(project_id: str, request: Request) -> JSONResponse:
     """Take one Sentry event as JSON (the legacy endpoint); 200 means it is committed."""
     _authorize(request, project_id)
     data = await read_body(request, request.app.state.settings.max_request_bytes)
-    answer = await run_in_threadpool(_ingest, data, store_to_batch, request.app.state)
+    state = request.app.state
+    answer, verify = await run_in_threadpool(_ingest, data, store_to_batch, state)
     # Sentry answers every stored event with an id, generated when the client sent none.
-    return JSONResponse({**answer, "id": answer["id"] or uuid.uuid4().hex})
+    return JSONResponse(
+        {**answer, "id": answer["id"] or uuid.uuid4().hex},
+        background=reproduction_check(state, verify),
+    )

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from cli import alerts, ingest_log, regress, service
-from cli.render import signatures_table, tests_table
+from cli.render import signatures_table, tests_table, unverified_table
 
 app = typer.Typer(
     no_args_is_help=True, help="immunity: recurring production failures become regression tests."
@@ -91,13 +91,28 @@ def signatures(limit: Annotated[int, typer.Option(help="How many to show.")] = 5
 
 
 @tests_app.callback()
-def tests_list(ctx: typer.Context) -> None:
+def tests_list(
+    ctx: typer.Context,
+    unverified: Annotated[
+        bool,
+        typer.Option(
+            "--unverified",
+            help="Only generated tests whose replay has not reproduced their failure, and why.",
+        ),
+    ] = False,
+) -> None:
     """List regression tests."""
     if ctx.invoked_subcommand is not None:
         return
     from models.db import get_engine
     from tasks.queries import list_tests
 
+    if unverified:
+        tests = list_tests(get_engine(), unverified=True)
+        console.print(unverified_table(tests))
+        if not tests:
+            console.print("every generated test has reproduced its failure")
+        return
     console.print(tests_table(list_tests(get_engine())))
 
 

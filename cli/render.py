@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.markup import escape
 from rich.table import Table
 
 from models.tables import RegressionTest, Signature
 from tasks.queries import confidence_band
 
-__all__ = ["signatures_table", "tests_table"]
+__all__ = ["reproduction_label", "signatures_table", "tests_table", "unverified_table"]
+
+
+def reproduction_label(test: RegressionTest) -> str:
+    """Return whether a generated test reproduced its failure (— for manual tests)."""
+    if test.reproduction is None:
+        return "—"
+    colour = {"reproduced": "green", "not_reproduced": "red"}.get(test.reproduction, "yellow")
+    return f"[{colour}]{test.reproduction}[/]"
 
 
 def signatures_table(signatures: Sequence[Signature], title: str = "Signatures") -> Table:
@@ -45,7 +54,18 @@ def signatures_table(signatures: Sequence[Signature], title: str = "Signatures")
 def tests_table(tests: Sequence[RegressionTest], title: str = "Regression tests") -> Table:
     """Return a table of regression tests: what each replays and how far it is trusted."""
     table = Table(title=title, title_justify="left")
-    columns = ("id", "name", "kind", "replays", "expects", "confidence", "band", "runs", "tags")
+    columns = (
+        "id",
+        "name",
+        "kind",
+        "replays",
+        "expects",
+        "confidence",
+        "band",
+        "runs",
+        "reproduced",
+        "tags",
+    )
     for column in (*columns, "signature"):
         # A name is copied into commands, so it is never broken across lines.
         table.add_column(column, overflow="fold", no_wrap=column == "name")
@@ -67,7 +87,27 @@ def tests_table(tests: Sequence[RegressionTest], title: str = "Regression tests"
             str(t.confidence),
             confidence_band(t.confidence),
             runs,
+            reproduction_label(t),
             ", ".join(t.tags),
+            str(t.created_from_signature_id or "—"),
+        )
+    return table
+
+
+def unverified_table(tests: Sequence[RegressionTest]) -> Table:
+    """Return a table of untrusted generated tests: state, why, and what the capture lacks."""
+    table = Table(title="Tests not trusted until they reproduce", title_justify="left")
+    for column in ("id", "name", "state", "why", "capture issues", "checked (UTC)", "signature"):
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
+    for t in tests:
+        evidence = t.reproduction_evidence or {}
+        table.add_row(
+            str(t.id),
+            t.name,
+            reproduction_label(t),
+            escape(str(evidence.get("reason") or "not checked yet")),
+            escape("; ".join(t.capture_issues or ()) or "—"),
+            f"{t.reproduction_checked_at:%Y-%m-%d %H:%M}" if t.reproduction_checked_at else "—",
             str(t.created_from_signature_id or "—"),
         )
     return table

@@ -7,6 +7,7 @@ from prefect import flow
 from models.reports import GeneratedTest
 from tasks.dashboards import publish_generation
 from tasks.generation import generate_tests
+from tasks.reproduce import due_reproductions, verify_reproductions
 
 __all__ = ["generate_regression_tests"]
 
@@ -20,6 +21,9 @@ def generate_regression_tests(signature_ids: list[int] | None = None) -> list[Ge
             been seen at least the threshold number of times within the window.
     """
     outcomes = generate_tests(signature_ids)
+    # New tests, and untrusted ones these signatures touched, replay once before being trusted.
+    due = due_reproductions(signature_ids)
+    checked = verify_reproductions(due) if due else []
     generated = [
         GeneratedTest(
             signature_id=o.signature_id, test_id=o.test_id, created=o.created, reason=o.reason
@@ -30,4 +34,6 @@ def generate_regression_tests(signature_ids: list[int] | None = None) -> list[Ge
     if generated:
         publish_generation(generated)
     print(f"{len(created)} regression test(s) created, {len(generated) - len(created)} not")
+    for outcome in checked:
+        print(f"{outcome.name}: {outcome.reproduction.value} — {outcome.reason}")
     return generated

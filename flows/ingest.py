@@ -26,11 +26,14 @@ def _add(report: IngestReport, result: BatchResult) -> None:
     report.signatures += result.signatures
     report.new_signatures += result.new_signatures
     report.candidates = sorted(set(report.candidates) | set(result.candidates))
+    report.rechecks = sorted(set(report.rechecks) | set(result.rechecks))
 
 
 def _finish(report: IngestReport, generate: bool) -> IngestReport:
-    if generate and report.candidates:
-        report.generated = generate_regression_tests(report.candidates)
+    if generate and (report.candidates or report.rechecks):
+        report.generated = generate_regression_tests(
+            sorted(set(report.candidates) | set(report.rechecks))
+        )
     logger = get_run_logger()
     logger.info(
         "accepted %d, rejected %d; %d signature(s) touched, %d new; %d test(s) created",

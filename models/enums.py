@@ -8,6 +8,7 @@ __all__ = [
     "Category",
     "EventSource",
     "ExecutionStatus",
+    "Reproduction",
     "Severity",
     "SignatureStatus",
     "TestKind",
@@ -89,3 +90,12 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     CI = "ci"
     DEPLOYMENT = "deployment"
+
+
+class Reproduction(StrEnum):
+    """Whether replaying a generated test's captured request failed the way the signature did."""
+
+    PENDING = "pending"  # generated, not checked yet
+    REPRODUCED = "reproduced"
+    NOT_REPRODUCED = "not_reproduced"
+    UNVERIFIED = "unverified"  # could not be checked: refused, or the target did not answer

@@ -41,6 +41,9 @@ class IngestReport(BaseModel):
     signatures: int = 0
     new_signatures: int = 0
     candidates: list[int] = Field(default_factory=list)
+    rechecks: list[int] = Field(
+        default_factory=list, description="Signatures whose test is checked again."
+    )
     generated: list[GeneratedTest] = Field(default_factory=list)
 
     @property

@@ -7,9 +7,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.enums import ExecutionStatus
+from models.enums import ExecutionStatus, Reproduction
 
-__all__ = ["CaseResult", "CheckResult", "Observed", "SuiteSummary", "Transition"]
+__all__ = [
+    "CaseResult",
+    "CheckResult",
+    "Observed",
+    "ReproductionOutcome",
+    "SuiteSummary",
+    "Transition",
+]
 
 
 class Observed(BaseModel):
@@ -91,3 +98,12 @@ class SuiteSummary(BaseModel):
     @property
     def gate_passed(self) -> bool:
         return not self.critical_failures
+
+
+class ReproductionOutcome(BaseModel):
+    """Whether a generated test's replay failed the way its signature did, and why."""
+
+    test_id: int
+    name: str
+    reproduction: Reproduction
+    reason: str | None = None

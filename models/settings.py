@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     critical_tags: list[str] = Field(default_factory=lambda: ["critical"])
     critical_types: list[str] = Field(default_factory=lambda: ["regression", "smoke"])
 
+    # Reproduction check (issue 9): a generated test replays once before it is trusted.
+    reproduction_environment: str | None = Field(
+        default=None, description="Where to replay new tests (default: the failure's own)."
+    )
+    reproduction_retry_minutes: float = Field(
+        default=60, ge=0, description="Least time between re-checks of an unverified test."
+    )
+
     environments: dict[str, Environment] = Field(
         default_factory=lambda: {
             "production": Environment(base_url="http://127.0.0.1:8000", is_production=True),

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "REPLAY_HEADER",
     "UNSAFE_METHODS",
     "Expectations",
     "HttpSpec",
@@ -28,6 +29,10 @@ __all__ = [
     "parse_status",
 ]
 
+# Every request immunity sends carries this header, so a target that reports its failures back to
+# immunity does not count a replay as a production occurrence: `run` for suite runs,
+# `verify:<test id>` for reproduction checks (whose reported signature becomes evidence).
+REPLAY_HEADER = "X-Immunity-Replay"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", *UNSAFE_METHODS})
 _STATUS = re.compile(r"^(?:([1-5])xx|(\d{3})(?:-(\d{3}))?)$")
@@ -232,6 +237,7 @@ class TestCase(BaseModel):
     environment: str
     is_production: bool = False
     allow_unsafe: bool = False
+    marker: str = "run"
 
 
 class Selection(_Strict):

@@ -136,6 +136,15 @@ class RegressionTest(SQLModel, table=True):
     allow_unsafe: bool = Field(
         default=False, description="May replay POST/PUT/PATCH/DELETE against production."
     )
+    # Generated tests only (None for manual ones): did the replay fail the way the signature did?
+    reproduction: str | None = Field(default=None, max_length=16, index=True)
+    reproduction_evidence: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    reproduction_checked_at: datetime | None = Field(default=None, sa_column=utc_column())
+    capture_issues: list[str] = Field(
+        default_factory=list,
+        sa_column=json_column(),
+        description="What the captured request lacks: a declared body, a cut one, scrubbed values.",
+    )
     # Unique: "exactly one test per signature" holds even under concurrent generation.
     created_from_signature_id: int | None = Field(
         default=None,

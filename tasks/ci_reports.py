@@ -42,6 +42,7 @@ class TestInfo:
     quarantined: bool = False
     critical: bool = False
     signature_id: int | None = None
+    reproduction: str | None = None  # generated tests: reproduced, not_reproduced, …
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -61,6 +62,7 @@ def _result_entry(result: CaseResult, info: TestInfo | None) -> dict[str, Any]:
         "quarantined": info.quarantined if info else False,
         "critical": info.critical if info else False,
         "signature_id": info.signature_id if info else None,
+        "reproduction": info.reproduction if info else None,
         "status": str(result.status),
         "duration_ms": result.duration_ms,
         "attempts": result.attempts,
@@ -150,6 +152,10 @@ def _testcase(parent: ET.Element, result: CaseResult, info: TestInfo | None) -> 
         name=_clean(result.name, _MAX_MESSAGE),
         time=_seconds(result.duration_ms),
     )
+    if info is not None and info.reproduction is not None:
+        # A pass of a test that never reproduced its failure proves nothing: CI shows which.
+        properties = ET.SubElement(case, "properties")
+        ET.SubElement(properties, "property", name="reproduction", value=info.reproduction)
     status = result.status
     if status in _FAILING and info is not None and info.quarantined:
         # Quarantine exists so a known-bad test cannot block a merge; the real status stays visible.

@@ -29,6 +29,7 @@ def publish_generation(generated: Sequence[GeneratedTest]) -> None:
                 Signature.occurrence_count,
                 Signature.category,
                 RegressionTest.name,
+                RegressionTest.reproduction,
             )
             .outerjoin(RegressionTest, RegressionTest.created_from_signature_id == Signature.id)
             .where(Signature.id.in_(ids))  # type: ignore[union-attr]
@@ -41,6 +42,7 @@ def publish_generation(generated: Sequence[GeneratedTest]) -> None:
             "category": by_id[item.signature_id].category,
             "occurrences": by_id[item.signature_id].occurrence_count,
             "test": by_id[item.signature_id].name or "",
+            "reproduced": by_id[item.signature_id].reproduction or "",
             "outcome": "created" if item.created else (item.reason or "already had one"),
         }
         for item in generated

@@ -15,6 +15,7 @@ from models.db import get_engine
 from models.enums import SignatureStatus
 from models.settings import Settings, get_settings
 from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature, SuccessEvent
+from tasks.capture import capture_score
 from tasks.prepare import bucket_start
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.store import dialect_insert
@@ -85,9 +86,10 @@ def _latest_request_sample(conn: Connection, signature_id: int) -> Any | None:
         .limit(SAMPLES_LOOKED_AT)
     )
     samples = list(conn.execute(query))
-    for sample in samples:
-        if sample.request.get("method") and sample.request.get("url"):
-            return sample
+    replayable = [s for s in samples if s.request.get("method") and s.request.get("url")]
+    if replayable:
+        # The most complete capture wins; max() keeps the newest of equals (newest first).
+        return max(replayable, key=lambda sample: capture_score(sample.request))
     return samples[0] if samples else None
 
 
@@ -128,6 +130,7 @@ def _generate_one(conn: Connection, signature: Any, settings: Settings) -> Gener
         spec=spec,
         list_counts=_success_list_counts(conn, spec.method, spec.path),
         confidence=settings.initial_confidence,
+        captured=sample.request,
     )
     # The unique key on the signature makes a concurrent second insert a no-op, not a duplicate.
     inserted = conn.execute(

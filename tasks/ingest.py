@@ -18,6 +18,7 @@ from models.settings import Settings, get_settings
 from tasks.gcpause import cyclic_gc_paused
 from tasks.generation import GenerationOutcome, create_regression_tests
 from tasks.prepare import PreparedFailure, prepare_failure, prepare_success, storable_failure
+from tasks.reproduce import find_due, record_replay_reports, split_replays, untrusted_signatures
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.storable import storable
 from tasks.store import prune_samples, store_failures, store_successes
@@ -44,6 +45,11 @@ class BatchResult:
     signatures: int = 0
     new_signatures: int = 0
     candidates: list[int] = field(default_factory=list)
+    verify: list[int] = field(default_factory=list)  # tests due for a reproduction check
+    replays: int = 0  # failures immunity's own replays caused: evidence, not occurrences
+    # Signatures whose generated test has not reproduced its failure: a new occurrence may carry
+    # a better capture, so they are checked again (tasks/reproduce.py).
+    rechecks: list[int] = field(default_factory=list)
 
 
 def _prepare_all(
@@ -69,6 +75,7 @@ def process_failures(
     """Validate, classify, scrub, fingerprint and store a batch in one transaction."""
     with cyclic_gc_paused():  # a batch's objects are short-lived and acyclic: see gcpause
         accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
+        accepted, replays = split_replays(accepted)
         prepared, unprocessable = _prepare_all(accepted, settings)
         try:
             with engine.begin() as conn:
@@ -80,7 +87,12 @@ def process_failures(
             with engine.begin() as conn:
                 stored = store_failures(conn, prepared, settings, utcnow())
     prune_samples(engine, stored.over_sample_limit, settings.max_samples_per_signature)
+    rechecks = untrusted_signatures(engine, stored.tested) if stored.tested else []
+    if replays:
+        record_replay_reports(engine, settings, replays)
     return BatchResult(
+        replays=len(replays),
+        rechecks=rechecks,
         accepted=len(prepared),
         rejected=rejected + unprocessable,
         signatures=len(stored.signature_ids),
@@ -92,17 +104,23 @@ def process_failures(
 def ingest_and_generate(
     raw_events: Sequence[Any], *, engine: Engine, settings: Settings
 ) -> tuple[BatchResult, list[GenerationOutcome]]:
-    """Store a batch, then at once build the tests of signatures it pushed over the threshold."""
+    """Store a batch, then at once build the tests of signatures it pushed over the threshold.
+
+    The result's `verify` lists the tests due for a reproduction check (new ones, and untrusted
+    ones this batch brought a new occurrence of); the caller runs it without holding a client.
+    """
     result = process_failures(raw_events, engine=engine, settings=settings)
-    if not result.candidates:
+    if not result.candidates and not result.rechecks:
         return result, []
     try:
-        return result, create_regression_tests(result.candidates, engine=engine, settings=settings)
+        outcomes = create_regression_tests(result.candidates, engine=engine, settings=settings)
+        result.verify = find_due(engine, settings, result.candidates + result.rechecks)
     except (OperationalError, SQLAlchemyTimeoutError):
         # The batch is committed: its caller must hear so, or a retry would count it twice.
         # Candidates stay candidates; the next batch or the generation sweep builds the test.
         log.warning("test generation deferred after a database error", exc_info=True)
         return result, []
+    return result, outcomes
 
 
 def process_successes(

@@ -4,8 +4,8 @@
   and `skipped` (refused) say nothing about the bug and move nothing; `flaky` moves nothing either
   but counts towards quarantine.
 - Signature: a passing regression test marks its signature `fixed`; a failing one turns a `fixed`
-  signature `regressed`. Quarantined tests are not trusted to move a signature either way, and
-  `ignored` signatures stay ignored.
+  signature `regressed`. Quarantined tests, and generated tests that have not reproduced their
+  failure, are not trusted to move a signature either way; `ignored` signatures stay ignored.
 - Quarantine: a test flaky in at least `share` of its last `window` runs (at least half a window
   of them) is quarantined; it is released when the share falls below again.
 """

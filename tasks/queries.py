@@ -8,10 +8,12 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from models.enums import Reproduction
 from models.results import SuiteSummary
 from models.tables import RegressionTest, Signature, SuiteRun, TestExecution
 
 __all__ = [
+    "UNTRUSTED_REPRODUCTION",
     "confidence_band",
     "latest_suite_summary",
     "list_executions",
@@ -21,6 +23,12 @@ __all__ = [
 ]
 
 _BANDS = ((40, "unreliable"), (60, "moderate"), (80, "reliable"))
+# A generated test in one of these states may not move its signature (tasks/reproduce.py).
+UNTRUSTED_REPRODUCTION = (
+    Reproduction.PENDING,
+    Reproduction.NOT_REPRODUCED,
+    Reproduction.UNVERIFIED,
+)
 
 
 def confidence_band(confidence: int) -> str:
@@ -38,10 +46,15 @@ def list_signatures(engine: Engine, *, limit: int = 50) -> Sequence[Signature]:
         return session.exec(query).all()
 
 
-def list_tests(engine: Engine, *, limit: int = 200) -> Sequence[RegressionTest]:
-    """Return regression tests, newest first."""
+def list_tests(
+    engine: Engine, *, limit: int = 200, unverified: bool = False
+) -> Sequence[RegressionTest]:
+    """Return regression tests, newest first; `unverified`: only untrusted generated ones."""
     with Session(engine) as session:
         query = select(RegressionTest).order_by(col(RegressionTest.id).desc()).limit(limit)
+        if unverified:
+            untrusted = [state.value for state in UNTRUSTED_REPRODUCTION]
+            query = query.where(col(RegressionTest.reproduction).in_(untrusted))
         return session.exec(query).all()
 
 

@@ -23,7 +23,15 @@ import httpx
 from models.enums import ExecutionStatus
 from models.results import CaseResult, CheckResult, Observed
 from models.schemas import utcnow
-from models.specs import UNSAFE_METHODS, Expectations, HttpSpec, ScenarioSpec, Step, TestCase
+from models.specs import (
+    REPLAY_HEADER,
+    UNSAFE_METHODS,
+    Expectations,
+    HttpSpec,
+    ScenarioSpec,
+    Step,
+    TestCase,
+)
 from tasks.expectations import evaluate, json_values
 from tasks.scrub import scrub, scrub_text
 
@@ -117,7 +125,7 @@ class _Run:
 
     async def send(self, spec: HttpSpec, variables: Mapping[str, Any], step: str) -> Observed:
         path = _substitute(spec.path, variables)
-        headers = _substitute(spec.headers, variables)
+        headers = {**_substitute(spec.headers, variables), REPLAY_HEADER: self.case.marker}
         body = _substitute(spec.body, variables)
         kwargs: dict[str, Any] = {"headers": headers}
         if isinstance(body, str | bytes):

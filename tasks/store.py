@@ -37,6 +37,7 @@ class StoredBatch:
     new_signatures: int = 0
     events_stored: int = 0
     candidates: list[int] = field(default_factory=list)
+    tested: list[int] = field(default_factory=list)  # signatures that already have a test
     over_sample_limit: list[int] = field(default_factory=list)
 
 
@@ -146,6 +147,8 @@ def store_failures(
                 and row.occurrence_count >= settings.generation_threshold
             ):
                 result.candidates.append(row.id)
+            elif row.test_id is not None:
+                result.tested.append(row.id)
     _add_to_buckets(conn, deltas, result.signature_ids)
     events = []
     for key, items in _newest_per_signature(prepared, settings.max_samples_per_signature).items():

@@ -49,6 +49,7 @@ def test_infos(engine: Engine, settings: Settings, test_ids: Sequence[int]) -> d
                 quarantined=test.quarantined,
                 critical=is_critical(test, settings),
                 signature_id=test.created_from_signature_id,
+                reproduction=test.reproduction,
             )
             for (test,) in tests
             if test.id is not None
@@ -119,6 +120,7 @@ def publish_suite_dashboards(summary: SuiteSummary) -> None:
                 "failed": test.fail_count,
                 "flaky": test.flaky_count,
                 "quarantined": "yes" if test.quarantined else "",
+                "reproduced": test.reproduction or "",
                 "last run": test.last_run_at.isoformat() if test.last_run_at else "",
             }
             for (test,) in tests

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, insert, update
 from sqlmodel import Session, col, select
 
 from models.db import session_scope
-from models.enums import ExecutionStatus
+from models.enums import ExecutionStatus, Reproduction
 from models.results import CaseResult, SuiteSummary, Transition
 from models.schemas import utcnow
 from models.settings import Settings
@@ -36,6 +36,7 @@ __all__ = [
     "UnknownEnvironmentError",
     "close_suite_run",
     "is_critical",
+    "is_trusted",
     "open_suite_run",
     "record_results",
     "select_cases",
@@ -61,6 +62,15 @@ def is_critical(test: RegressionTest, settings: Settings) -> bool:
     return test.type in settings.critical_types or bool(
         set(test.tags or ()) & set(settings.critical_tags)
     )
+
+
+def is_trusted(test: RegressionTest) -> bool:
+    """Return True when the test's results may move its signature.
+
+    Not while quarantined (flaky), nor while a generated test has not reproduced its failure: a
+    replay that passes because the capture lost the body must never mark a live bug `fixed`.
+    """
+    return not test.quarantined and test.reproduction in (None, Reproduction.REPRODUCED)
 
 
 def _selected(test: RegressionTest, selection: Selection) -> bool:
@@ -302,7 +312,7 @@ def _apply(
     signature = signatures.get(test.created_from_signature_id)
     if signature is None:
         return
-    moved = next_signature_status(signature.status, status, trusted=not test.quarantined)
+    moved = next_signature_status(signature.status, status, trusted=is_trusted(test))
     if moved is None or moved == signature.status:
         return
     before_status, signature.status = signature.status, moved

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from models.enums import TestKind, TestType
+from models.enums import Reproduction, TestKind, TestType
 from models.settings import Environment
+from tasks.capture import capture_issues, capture_score
 from tasks.scrub import FILTERED
 
 __all__ = [
@@ -155,6 +156,7 @@ def test_fields(
     spec: ReplaySpec,
     list_counts: Sequence[Mapping[str, int]],
     confidence: int,
+    captured: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Return the columns of the regression test for a signature and its replayable sample."""
     return {
@@ -168,4 +170,8 @@ def test_fields(
         "environment": environment,
         "confidence": confidence,
         "created_from_signature_id": signature_id,
+        # Not trusted until a replay has reproduced the failure (tasks/reproduce.py).
+        "reproduction": Reproduction.PENDING.value,
+        "capture_issues": capture_issues(captured),
+        "reproduction_evidence": {"capture_score": list(capture_score(captured))},
     }

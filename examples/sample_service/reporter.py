@@ -160,8 +160,12 @@ class ReportingMiddleware:
         success_prefixes: tuple[str, ...] = ("/api/",),
         ignore_paths: frozenset[str] = frozenset({"/api/health"}),
         tags: dict[str, str] | None = None,
+        propagate_errors: bool = False,
     ) -> None:
         self.app = app
+        # An app instrumented with an error SDK (sentry-sdk) lets the exception reach the SDK's
+        # own middleware, which captures it and answers 500.
+        self.propagate_errors = propagate_errors
         self.reporter = reporter
         self.environment = environment
         self.release = release
@@ -206,7 +210,7 @@ class ReportingMiddleware:
             responded = state["status"] is not None
             status = state["status"] if responded else self.status_for(exc)
             self._report_failure(exc, scope, body, status)
-            if responded:
+            if responded or self.propagate_errors:
                 raise
             await _send_error(send, status, exc)
 

@@ -45,6 +45,8 @@ def _use_sample_service_as_production(base_url: str) -> None:
             "staging": {"base_url": base_url, "is_production": False},
         }
     )
+    # New tests prove they reproduce their failure there before their passes are trusted.
+    os.environ["IMMUNITY_REPRODUCTION_ENVIRONMENT"] = "staging"
     get_settings.cache_clear()
 
 

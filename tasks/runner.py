@@ -275,6 +275,12 @@ async def run_cases(
 ) -> list[CaseResult]:
     """Return one result per case, in order, running up to `concurrency` at once."""
     limit = asyncio.Semaphore(concurrency)
+    if any(_uses_records(case) for case in cases):
+        # Great Expectations takes seconds to import: not on the event loop, where idle
+        # keep-alive connections would be dropped by the target meanwhile.
+        from tasks.gx_records import warm_up
+
+        await asyncio.to_thread(warm_up)
 
     async def one(case: TestCase, http: httpx.AsyncClient) -> CaseResult:
         async with limit:
@@ -291,6 +297,11 @@ async def run_cases(
     )
     async with httpx.AsyncClient(transport=transport, follow_redirects=True) as http:
         return list(await asyncio.gather(*(one(case, http) for case in cases)))
+
+
+def _uses_records(case: TestCase) -> bool:
+    expectations = [case.expectations, *(step.get("expect", {}) for step in _raw_steps(case))]
+    return any(expect.get("records") for expect in expectations if isinstance(expect, dict))
 
 
 def run_cases_sync(cases: Sequence[TestCase], **options: Any) -> list[CaseResult]:

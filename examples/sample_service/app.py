@@ -18,6 +18,8 @@ from examples.sample_service.generation import GenerationService
 from examples.sample_service.jobs import ConnectionPool, ExecutionRepository, JobService
 from examples.sample_service.pages import router as pages_router
 from examples.sample_service.reporter import Reporter, ReportingMiddleware
+from examples.sample_service.shop import Shop
+from examples.sample_service.shop_routes import router as shop_router
 
 __all__ = ["Services", "create_app"]
 
@@ -33,6 +35,7 @@ class Services:
     jobs: JobService
     release: str
     environment: str
+    shop: Shop
 
     @classmethod
     def build(cls, faults: FaultState, release: str, environment: str) -> Services:
@@ -47,6 +50,7 @@ class Services:
             jobs=JobService(faults, executions),
             release=release,
             environment=environment,
+            shop=Shop(faults),
         )
 
 
@@ -186,8 +190,13 @@ def create_app(
     release: str = "sample@1.0.0",
     environment: str = "production",
     faults: FaultState | None = None,
+    propagate_errors: bool = False,
 ) -> FastAPI:
-    """Return the sample service; with a reporter, failures and API successes are reported."""
+    """Return the sample service; with a reporter, failures and API successes are reported.
+
+    `propagate_errors` lets unhandled exceptions reach an error SDK's own middleware (an app
+    instrumented with sentry-sdk), which captures them and answers 500.
+    """
     services = Services.build(faults or FaultState(), release, environment)
 
     @asynccontextmanager
@@ -205,6 +214,7 @@ def create_app(
     app.state.reporter = reporter
     app.include_router(api)
     app.include_router(admin)
+    app.include_router(shop_router)
     app.include_router(pages_router)
     app.add_middleware(
         ReportingMiddleware,
@@ -213,5 +223,6 @@ def create_app(
         release=release,
         status_for=status_for_exception,
         tags={"service": "sample"},
+        propagate_errors=propagate_errors,
     )
     return app

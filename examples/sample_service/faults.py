@@ -18,6 +18,9 @@ class Fault(StrEnum):
     JOBS_STUCK = "jobs_stuck"
     SLOW_MODEL = "slow_model"
     RATE_LIMIT = "rate_limit"
+    INVENTORY_OVERSELL = "inventory_oversell"
+    REFUND_AMOUNT = "refund_amount"
+    FRAUD_SCORING = "fraud_scoring"
 
 
 FAULT_DESCRIPTIONS: dict[Fault, str] = {
@@ -32,6 +35,18 @@ FAULT_DESCRIPTIONS: dict[Fault, str] = {
     Fault.JOBS_STUCK: "Jobs stay in 'created': the outbox payload is not one the runner accepts.",
     Fault.SLOW_MODEL: "POST /api/generate: the AI model times out -> TimeoutError (504).",
     Fault.RATE_LIMIT: "POST /api/generate: the upstream model answers 429 -> RateLimitError (429).",
+    Fault.INVENTORY_OVERSELL: (
+        "Shop: reservations do not decrement available stock, so availability reads as on-hand"
+        " and the last units are sold twice (oversell); no exception."
+    ),
+    Fault.REFUND_AMOUNT: (
+        "Shop: a return's refund pays the whole order total instead of the returned lines'"
+        " value; no exception."
+    ),
+    Fault.FRAUD_SCORING: (
+        "Shop: the fraud-scoring dependency is down: fraud checks and order payments fail with"
+        " FraudServiceUnavailableError (503)."
+    ),
 }
 
 

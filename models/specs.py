@@ -197,7 +197,9 @@ class TestDefinition(_Strict):
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     description: str = ""
-    kind: Literal["http", "scenario"] = "http"
+    kind: Literal["http", "scenario"] | None = Field(
+        default=None, description="Default: `scenario` when `scenario` is given, else `http`."
+    )
     type: Literal["smoke", "regression", "contract", "integration"] = "smoke"
     tags: list[str] = Field(default_factory=list)
     environment: str = Field(default="staging", min_length=1, max_length=64)
@@ -210,6 +212,8 @@ class TestDefinition(_Strict):
 
     @model_validator(mode="after")
     def _one_body(self) -> TestDefinition:
+        if self.kind is None:
+            self.kind = "scenario" if self.scenario is not None else "http"
         if self.kind == "http" and (self.request is None or self.scenario is not None):
             raise ValueError("an http test needs `request` (and no `scenario`)")
         if self.kind == "scenario" and (self.scenario is None or self.request is not None):

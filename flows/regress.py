@@ -69,12 +69,14 @@ def run_regression_suite(
     )
     logger.info("suite run %s: %d test(s) selected", suite_id, len(cases) + len(unrunnable))
     size = settings.regression_chunk_size
-    futures = [run_chunk.submit(quote(cases[i : i + size])) for i in range(0, len(cases), size)]
+    # One chunk at a time, each at full concurrency: chunks in threads of one process would only
+    # share its CPU and GIL (the HTTP client is the bottleneck, not the target).
+    chunks = (run_chunk(quote(cases[i : i + size])) for i in range(0, len(cases), size))
     results: list[CaseResult] = []
     transitions: list[Transition] = []
     critical: list[str] = []
     # Chunks are recorded as they finish, so the suite run's progress shows while it runs.
-    for chunk in chain([unrunnable], (future.result() for future in futures)):
+    for chunk in chain([unrunnable], chunks):
         if chunk:
             outcome = record_chunk(suite_id, quote(chunk), trigger.value, environment, run_id)
             results += chunk

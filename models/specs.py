@@ -8,7 +8,9 @@ that is exactly `${name}` takes the captured value with its JSON type).
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -37,6 +39,15 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", *UNSAFE_METHODS})
 _STATUS = re.compile(r"^(?:([1-5])xx|(\d{3})(?:-(\d{3}))?)$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@lru_cache(maxsize=1_024)
+def _check_schema(text: str) -> None:
+    # Checking a schema against its meta-schema costs ~1 ms; a suite repeats the same few schemas.
+    from jsonschema.validators import validator_for
+
+    schema = json.loads(text)
+    validator_for(schema).check_schema(schema)
 
 
 class _Strict(BaseModel):
@@ -119,9 +130,7 @@ class Expectations(_Strict):
     @classmethod
     def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            from jsonschema.validators import validator_for
-
-            validator_for(value).check_schema(value)
+            _check_schema(json.dumps(value, sort_keys=True, default=str))
         return value
 
 

@@ -13,6 +13,8 @@ Nothing raised by one test stops the others: the runner always returns one resul
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +40,7 @@ from tasks.scrub import scrub, scrub_text
 __all__ = ["BODY_EXCERPT", "refusal", "run_cases", "run_cases_sync"]
 
 BODY_EXCERPT = 2_000
+_POOL_SIZE = 4
 _WHOLE_VARIABLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -291,12 +294,27 @@ async def run_cases(
 
     if client is not None:
         return list(await asyncio.gather(*(one(case, client) for case in cases)))
-    transport = httpx.AsyncHTTPTransport(
-        retries=transport_retries,
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-    )
-    async with httpx.AsyncClient(transport=transport, follow_redirects=True) as http:
-        return list(await asyncio.gather(*(one(case, http) for case in cases)))
+    # Several small pools, not one big one: httpcore's pool scans every connection per request,
+    # so one client's cost per request grows with its size (4 connections each stays flat).
+    pools = max(1, math.ceil(concurrency / _POOL_SIZE))
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.AsyncHTTPTransport(
+                        retries=transport_retries,
+                        limits=httpx.Limits(
+                            max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE
+                        ),
+                    ),
+                    follow_redirects=True,
+                )
+            )
+            for _ in range(pools)
+        ]
+        return list(
+            await asyncio.gather(*(one(case, clients[i % pools]) for i, case in enumerate(cases)))
+        )
 
 
 def _uses_records(case: TestCase) -> bool:

@@ -12,6 +12,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import SQLModel
 
 from models.db import create_schema, get_engine
 from models.settings import get_settings
@@ -19,14 +20,6 @@ from models.settings import get_settings
 REQUIRE_POSTGRES = os.environ.get("IMMUNITY_REQUIRE_POSTGRES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get(
     "IMMUNITY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
-)
-TABLES = (
-    "failureevent",
-    "successevent",
-    "regressiontest",
-    "signature",
-    "alert",
-    "occurrencebucket",
 )
 
 
@@ -67,7 +60,8 @@ def clean_postgres_url(postgres_url: str) -> str:
         create_schema(engine)
         _schema_ready.add(postgres_url)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        tables = ", ".join(table.name for table in SQLModel.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return postgres_url
 
 

@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Response
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from sqlmodel import Session, select
 
 from examples.sample_service import JsonlSink, Reporter, create_app, start_server
@@ -20,6 +23,7 @@ from models.db import get_engine
 from models.enums import Trigger
 from models.settings import get_settings
 from models.tables import RegressionTest, Signature, SuiteRun, TestExecution
+from tasks.suite_reports import RECENT_FAILURES_KEY, SUITE_SUMMARY_KEY, TEST_HEALTH_KEY
 from tests.tasks.test_health_alerts import Receiver
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -124,6 +128,23 @@ def test_generated_test_fails_then_fixes_then_regresses_and_alerts(
     assert json.loads(Path(summary.report_json).read_text())["summary"]["suite_run_id"] == (
         summary.suite_run_id
     )
+    # The dashboards: the latest of each artifact key names the test and the run.
+    with get_client(sync_client=True) as client:
+        latest = {
+            artifact.key: artifact.data
+            for artifact in client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(
+                        any_=[TEST_HEALTH_KEY, SUITE_SUMMARY_KEY, RECENT_FAILURES_KEY]
+                    )
+                ),
+                sort=ArtifactSort.CREATED_DESC,
+            )[::-1]
+        }
+    [health] = [row for row in json.loads(latest[TEST_HEALTH_KEY]) if row["test"] == test.name]
+    assert (health["confidence"], health["band"], health["failed"]) == (60, "reliable", 2)
+    assert f"Suite run {summary.suite_run_id}" in latest[SUITE_SUMMARY_KEY]
+    assert test.name in latest[RECENT_FAILURES_KEY]
 
 
 def _troubled_app() -> FastAPI:

@@ -15,30 +15,20 @@ It reports; it does not gate: the exit code is 0 unless something crashed.
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
+import _prefect_home  # noqa: F401  (first: Prefect reads its settings when imported)
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-# A fresh Prefect home means migrations at start-up: slow on a busy 2-core machine.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-if "PREFECT_HOME" not in os.environ:
-    # A Prefect home of our own: the ephemeral server's database is not shared with other runs.
-    # Registered before Prefect is imported, so it runs after Prefect's own exit handlers;
-    # the memory subprocess inherits the variable and leaves the removal to this process.
-    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="immunity-bench-prefect-")
-    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
-
+# isort: split
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+from _figures import Figure, figures_table, say
 from sqlalchemy import func, select
 
 from examples.synthetic import synthetic_events
@@ -73,20 +64,6 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Figure:
-    """One printed line: a measurement, its value and, when it has one, its target."""
-
-    name: str
-    value: str
-    target: str = ""
-    passed: bool | None = None
-
-    @property
-    def verdict(self) -> str:
-        return "" if self.passed is None else ("PASS" if self.passed else "FAIL")
-
-
-@dataclass(frozen=True)
 class Timing:
     """Wall seconds, and CPU seconds of this process (a PostgreSQL server's work is not in it)."""
 
@@ -105,10 +82,6 @@ def timed(work: Callable[[], T]) -> tuple[T, Timing]:
     wall, cpu = time.perf_counter(), time.process_time()
     result = work()
     return result, Timing(time.perf_counter() - wall, time.process_time() - cpu)
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
 
 
 def rate(events: int, seconds: float) -> float:
@@ -425,10 +398,7 @@ def profile_ingest(events: list[dict[str, Any]], workdir: Path, top: int = 15) -
 
 
 def print_table(figures: Sequence[Figure]) -> None:
-    width = max(len(f.name) for f in figures)
-    say("\n" + f"{'figure':<{width}}  {'value':>14}  {'target':>14}  result")
-    for f in figures:
-        say(f"{f.name:<{width}}  {f.value:>14}  {f.target:>14}  {f.verdict}")
+    say("\n" + figures_table(figures, ("figure", "value", "target")))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -302,6 +304,7 @@ async def run_cases(
             await stack.enter_async_context(
                 httpx.AsyncClient(
                     transport=httpx.AsyncHTTPTransport(
+                        verify=_ssl_context(),
                         retries=transport_retries,
                         limits=httpx.Limits(
                             max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE
@@ -315,6 +318,12 @@ async def run_cases(
         return list(
             await asyncio.gather(*(one(case, clients[i % pools]) for i, case in enumerate(cases)))
         )
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes ~20 ms: once per process, not once per client.
+    return httpx.create_ssl_context()
 
 
 def _uses_records(case: TestCase) -> bool:

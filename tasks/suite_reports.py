@@ -16,7 +16,7 @@ from models.settings import Settings, get_settings
 from models.tables import RegressionTest, TestExecution
 from tasks.ci_reports import TestInfo, write_reports
 from tasks.queries import confidence_band
-from tasks.suite_store import is_critical
+from tasks.suite_store import is_critical_type
 
 __all__ = [
     "RECENT_FAILURES_KEY",
@@ -36,24 +36,35 @@ RECENT_FAILURES = 50
 
 def test_infos(engine: Engine, settings: Settings, test_ids: Sequence[int]) -> dict[int, TestInfo]:
     """Return what the reports show of each test, as it stands after the run."""
-    with Session(engine) as session:
-        tests = session.exec(select(RegressionTest).where(col(RegressionTest.id).in_(test_ids)))
-        return {
-            test.id: TestInfo(
-                test_id=test.id,
-                name=test.name,
-                kind=test.kind,
-                type=test.type,
-                tags=tuple(test.tags or ()),
-                confidence=test.confidence,
-                quarantined=test.quarantined,
-                critical=is_critical(test, settings),
-                signature_id=test.created_from_signature_id,
-                reproduction=test.reproduction,
-            )
-            for (test,) in tests
-            if test.id is not None
-        }
+    columns = (
+        RegressionTest.id,
+        RegressionTest.name,
+        RegressionTest.kind,
+        RegressionTest.type,
+        RegressionTest.tags,
+        RegressionTest.confidence,
+        RegressionTest.quarantined,
+        RegressionTest.created_from_signature_id,
+        RegressionTest.reproduction,
+    )
+    # Columns, not whole rows: specs and evidence are large and these reports do not need them.
+    with engine.connect() as conn:
+        rows = conn.execute(select(*columns).where(col(RegressionTest.id).in_(test_ids))).all()
+    return {
+        row.id: TestInfo(
+            test_id=row.id,
+            name=row.name,
+            kind=row.kind,
+            type=row.type,
+            tags=tuple(row.tags or ()),
+            confidence=row.confidence,
+            quarantined=row.quarantined,
+            critical=is_critical_type(row.type, row.tags, settings),
+            signature_id=row.created_from_signature_id,
+            reproduction=row.reproduction,
+        )
+        for row in rows
+    }
 
 
 @task(name="write-suite-reports", retries=1, retry_delay_seconds=1)

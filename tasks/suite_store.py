@@ -36,6 +36,7 @@ __all__ = [
     "UnknownEnvironmentError",
     "close_suite_run",
     "is_critical",
+    "is_critical_type",
     "is_trusted",
     "open_suite_run",
     "record_results",
@@ -59,9 +60,12 @@ class UnknownEnvironmentError(ValueError):
 
 def is_critical(test: RegressionTest, settings: Settings) -> bool:
     """Return True when the test's failure gates a deploy (critical type or tag)."""
-    return test.type in settings.critical_types or bool(
-        set(test.tags or ()) & set(settings.critical_tags)
-    )
+    return is_critical_type(test.type, test.tags, settings)
+
+
+def is_critical_type(type_: str, tags: Sequence[str] | None, settings: Settings) -> bool:
+    """Return True for a critical type or a test carrying a critical tag."""
+    return type_ in settings.critical_types or bool(set(tags or ()) & set(settings.critical_tags))
 
 
 def is_trusted(test: RegressionTest) -> bool:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from models.results import SuiteSummary
+    from models.specs import Selection
 
 __all__ = ["register", "summary_table"]
 
@@ -111,10 +112,56 @@ def run(
     ] = None,
 ) -> None:
     """Run regression tests; exit 1 when a critical test fails (the CI gate)."""
+    from models.specs import Selection
+
+    selection = Selection(
+        ids=test_id or [], names=name or [], tags=tag or [], types=type_ or [], kinds=kind or []
+    )
+    _run_suite(selection, env, trigger, junit=junit, json_report=json_report, ui=False)
+
+
+def ui(
+    test_id: Annotated[list[int] | None, typer.Option("--id", help="A test id (repeat).")] = None,
+    name: Annotated[list[str] | None, typer.Option(help="A test name (repeat).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Tests with this tag (repeat).")] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="smoke, regression, contract, integration.")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment for every test (default: own).")
+    ] = None,
+    trigger: Annotated[str, typer.Option(help="manual, schedule, ci or deployment.")] = "manual",
+    junit: Annotated[Path | None, typer.Option(help="Also copy the JUnit XML here.")] = None,
+    json_report: Annotated[
+        Path | None, typer.Option("--json", help="Also copy the JSON report here.")
+    ] = None,
+) -> None:
+    """Run UI tests in headless Chromium; exit 1 when a critical one fails."""
+    from tasks.ui_runner import chromium_missing
+
+    from models.settings import get_settings
+    from models.specs import Selection
+
+    missing = chromium_missing(get_settings())
+    if missing:
+        errors.print(f"[red]{escape(missing)}[/] (apt-get install -y chromium chromium-driver)")
+        raise typer.Exit(code=2)
+    selection = Selection(ids=test_id or [], names=name or [], tags=tag or [], types=type_ or [])
+    _run_suite(selection, env, trigger, junit=junit, json_report=json_report, ui=True)
+
+
+def _run_suite(
+    selection: Selection,
+    env: str | None,
+    trigger: str,
+    *,
+    junit: Path | None,
+    json_report: Path | None,
+    ui: bool,
+) -> None:
     from models.db import get_engine
     from models.enums import Trigger
     from models.settings import get_settings
-    from models.specs import Selection
     from tasks.suite_store import UnknownEnvironmentError, open_suite_run
 
     settings = get_settings()
@@ -129,31 +176,38 @@ def run(
         )
         raise typer.Exit(code=2)
     from flows.regress import run_regression_suite
+    from flows.ui import run_ui_suite
 
     engine = get_engine()
-    selection = Selection(
-        ids=test_id or [], names=name or [], tags=tag or [], types=type_ or [], kinds=kind or []
-    )
     suite_id = open_suite_run(
         engine, trigger=trigger_value.value, environment=env, selection=selection, flow_run_id=None
     )
     done = threading.Event()
     watcher = threading.Thread(target=_watch, args=(engine, suite_id, done), daemon=True)
     watcher.start()
+    common = {
+        "ids": selection.ids,
+        "names": selection.names,
+        "tags": selection.tags,
+        "types": selection.types,
+        "environment": env,
+        "trigger": trigger_value,
+        "suite_run_id": suite_id,
+    }
     try:
-        summary = run_regression_suite(
-            ids=test_id,
-            names=name,
-            tags=tag,
-            types=type_,
-            kinds=kind,
-            environment=env,
-            trigger=trigger_value,
-            suite_run_id=suite_id,
-        )
+        if ui:
+            summary = run_ui_suite(**common)
+        else:
+            summary = run_regression_suite(kinds=selection.kinds, **common)
     finally:
         done.set()
         watcher.join()
+    _report(engine, summary, junit=junit, json_report=json_report)
+
+
+def _report(
+    engine: Engine, summary: SuiteSummary, *, junit: Path | None, json_report: Path | None
+) -> None:
     console.print(summary_table(summary))
     failures = _failures_table(engine, summary.suite_run_id)
     if failures is not None:
@@ -214,7 +268,8 @@ def add(
 
 
 def register(app: typer.Typer, tests_app: typer.Typer) -> None:
-    """Add `run` and `status` to the main app and `add` to the tests group."""
+    """Add `run`, `ui` and `status` to the main app and `add` to the tests group."""
     app.command("run")(run)
+    app.command("ui")(ui)
     app.command("status")(status)
     tests_app.command("add")(add)

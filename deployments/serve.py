@@ -9,6 +9,7 @@ __all__ = [
     "HEALTH_CHECK_CRON",
     "REGRESSION_SUITE_CRON",
     "REGRESSION_SUITE_SCHEDULE_PARAMETERS",
+    "UI_SUITE_CRON",
     "build_deployments",
     "serve_all",
 ]
@@ -21,6 +22,8 @@ HEALTH_CHECK_CRON = "*/5 * * * *"
 REGRESSION_SUITE_CRON = "0 */6 * * *"
 # Runs the schedule creates record trigger=schedule; runs started by hand keep the flow's default.
 REGRESSION_SUITE_SCHEDULE_PARAMETERS = {"trigger": "schedule"}
+# The UI suite on the same 6-hour rhythm, half an hour later so the two do not share a machine.
+UI_SUITE_CRON = "30 */6 * * *"
 
 
 def build_deployments() -> list[Any]:
@@ -31,6 +34,7 @@ def build_deployments() -> list[Any]:
     from flows.health import check_health
     from flows.ingest import ingest_failures, ingest_file, ingest_successes
     from flows.regress import run_regression_suite
+    from flows.ui import run_ui_suite
 
     return [
         ingest_file.to_deployment(
@@ -75,6 +79,19 @@ def build_deployments() -> list[Any]:
                 )
             ],
             tags=["regress"],
+        ),
+        run_ui_suite.to_deployment(
+            name="ui-suite",
+            description=(
+                "Run the UI tests in headless Chromium every 6 hours; screenshots, console logs"
+                " and failed requests of failures in the `ui-failures` artifact."
+            ),
+            schedules=[
+                Schedule(
+                    cron=UI_SUITE_CRON, parameters=dict(REGRESSION_SUITE_SCHEDULE_PARAMETERS)
+                )
+            ],
+            tags=["ui"],
         ),
     ]
 

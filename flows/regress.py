@@ -16,7 +16,7 @@ from tasks.alerts import raise_alert
 from tasks.regress import close_suite, open_suite, record_chunk, run_chunk, select_tests
 from tasks.suite_reports import publish_suite_dashboards, write_suite_reports
 
-__all__ = ["run_regression_suite"]
+__all__ = ["run_regression_suite", "run_suite"]
 
 _ALERTED = {
     "regressed": Severity.HIGH,
@@ -47,16 +47,26 @@ def run_regression_suite(
         names: Test names.
         tags: Tests carrying any of these tags.
         types: smoke, regression, contract, integration.
-        kinds: http, scenario.
+        kinds: http, scenario, ui.
         environment: Run every test against this environment (default: each test's own).
         trigger: manual, schedule, ci or deployment.
         suite_run_id: Record into this pre-created suite run (the CLI uses it for progress).
     """
-    settings = get_settings()
-    logger = get_run_logger()
     selection = Selection(
         ids=ids or [], names=names or [], tags=tags or [], types=types or [], kinds=kinds or []
     )
+    return run_suite(selection, environment, trigger, suite_run_id)
+
+
+def run_suite(
+    selection: Selection,
+    environment: str | None,
+    trigger: Trigger,
+    suite_run_id: int | None = None,
+) -> SuiteSummary:
+    """Select, run in chunks, record, report, alert: the body of every suite flow."""
+    settings = get_settings()
+    logger = get_run_logger()
     run_id = str(flow_run.id) if flow_run.id else None
     cases, unrunnable = select_tests(selection, environment)
     suite_id = open_suite(

@@ -56,6 +56,7 @@ class EventSource(StrEnum):
     HTTP = "http"
     SENTRY = "sentry"
     FILE = "file"
+    BROWSER = "browser"  # a page's JavaScript error, with breadcrumbs of the last actions
 
 
 class TestKind(StrEnum):

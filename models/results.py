@@ -53,6 +53,10 @@ class CaseResult(BaseModel):
     calls: list[dict[str, Any]] = Field(
         default_factory=list, description="Every HTTP call made: step, method, path, status, ms."
     )
+    artifacts: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Files kept of a failed UI test: screenshot, page source, console log.",
+    )
     started_at: datetime
 
 

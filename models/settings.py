@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         default=60, ge=0, description="Least time between re-checks of an unverified test."
     )
 
+    # UI automation (issue 5): Debian's Chromium and chromedriver, never a downloaded driver.
+    chromium_binary: str = "/usr/bin/chromium"
+    chromedriver: str = "/usr/bin/chromedriver"
+    ui_browsers: int = Field(default=2, ge=1, le=16, description="Browser sessions reused.")
+    ui_timeout_s: float = Field(default=10, gt=0, le=300, description="Per wait and page load.")
+
     environments: dict[str, Environment] = Field(
         default_factory=lambda: {
             "production": Environment(base_url="http://127.0.0.1:8000", is_production=True),
@@ -129,6 +135,11 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         """Where every suite run's JSON report and JUnit XML are written."""
         return self.data_dir / "reports"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where failed UI tests' screenshots, page sources and console logs are kept."""
+        return self.data_dir / "artifacts"
 
     @property
     def effective_database_url(self) -> str:

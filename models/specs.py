@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.ui_specs import UiSpec
+
 __all__ = [
     "REPLAY_HEADER",
     "UNSAFE_METHODS",
@@ -206,8 +208,9 @@ class TestDefinition(_Strict):
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     description: str = ""
-    kind: Literal["http", "scenario"] | None = Field(
-        default=None, description="Default: `scenario` when `scenario` is given, else `http`."
+    kind: Literal["http", "scenario", "ui"] | None = Field(
+        default=None,
+        description="Default: `scenario` or `ui` when that body is given, else `http`.",
     )
     type: Literal["smoke", "regression", "contract", "integration"] = "smoke"
     tags: list[str] = Field(default_factory=list)
@@ -217,20 +220,25 @@ class TestDefinition(_Strict):
     )
     request: HttpSpec | None = None
     scenario: ScenarioSpec | None = None
+    ui: UiSpec | None = None
     expect: Expectations = Field(default_factory=Expectations)
 
     @model_validator(mode="after")
     def _one_body(self) -> TestDefinition:
+        bodies = {"http": self.request, "scenario": self.scenario, "ui": self.ui}
+        given = [kind for kind, body in bodies.items() if body is not None]
         if self.kind is None:
-            self.kind = "scenario" if self.scenario is not None else "http"
-        if self.kind == "http" and (self.request is None or self.scenario is not None):
-            raise ValueError("an http test needs `request` (and no `scenario`)")
-        if self.kind == "scenario" and (self.scenario is None or self.request is not None):
-            raise ValueError("a scenario test needs `scenario` (and no `request`)")
+            self.kind = given[0] if len(given) == 1 else "http"
+        if given != [self.kind]:
+            field = "request" if self.kind == "http" else self.kind
+            raise ValueError(f"a {self.kind} test needs `{field}` (and no other body)")
         return self
 
     def spec(self) -> dict[str, Any]:
         """Return the stored `spec` column."""
+        if self.kind == "ui":
+            assert self.ui is not None
+            return self.ui.dump()
         body = self.request if self.kind == "http" else self.scenario
         assert body is not None
         return body.model_dump(mode="json", exclude_defaults=True)

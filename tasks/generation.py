@@ -12,14 +12,21 @@ from prefect import task
 from sqlalchemy import Connection, Engine, case, select, update
 
 from models.db import get_engine
-from models.enums import SignatureStatus
+from models.enums import EventSource, SignatureStatus
 from models.settings import Settings, get_settings
 from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature, SuccessEvent
 from tasks.capture import capture_score
 from tasks.prepare import bucket_start
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.store import dialect_insert
-from tasks.testgen import crossed_threshold, operation_matches, replay_spec, test_fields
+from tasks.testgen import (
+    crossed_threshold,
+    operation_matches,
+    replay_spec,
+    test_fields,
+    ui_test_fields,
+)
+from tasks.uigen import ui_replay_spec
 
 __all__ = ["GenerationOutcome", "create_regression_tests", "find_candidates", "generate_tests"]
 
@@ -80,7 +87,7 @@ def find_candidates(
 
 def _latest_request_sample(conn: Connection, signature_id: int) -> Any | None:
     query = (
-        select(events.c.request, events.c.environment)
+        select(events.c.request, events.c.environment, events.c.context, events.c.source)
         .where(events.c.signature_id == signature_id, events.c.request.is_not(None))
         .order_by(events.c.received_at.desc(), events.c.id.desc())
         .limit(SAMPLES_LOOKED_AT)
@@ -107,31 +114,47 @@ def _success_list_counts(conn: Connection, method: str, path: str) -> list[dict[
     ]
 
 
+def _fields(
+    conn: Connection, signature: Any, sample: Any, settings: Settings
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Return the new test's columns from the signature's best sample, or why there are none."""
+    environment = sample.environment if sample is not None else "production"
+    target = settings.environments.get(environment)
+    common = {
+        "signature_id": signature.id,
+        "fingerprint": signature.fingerprint,
+        "error_type": signature.error_type,
+        "category": signature.category,
+        "message": signature.message,
+        "environment": environment,
+        "confidence": settings.initial_confidence,
+    }
+    if sample is not None and sample.source == EventSource.BROWSER:
+        steps, reason = ui_replay_spec(sample.request, sample.context, target)
+        if steps is None:
+            return None, reason
+        return ui_test_fields(**common, steps=steps, captured=sample.request), None
+    spec, reason = replay_spec(sample.request if sample is not None else None, target)
+    if spec is None:
+        return None, reason
+    return test_fields(
+        **common,
+        spec=spec,
+        list_counts=_success_list_counts(conn, spec.method, spec.path),
+        captured=sample.request,
+    ), None
+
+
 def _generate_one(conn: Connection, signature: Any, settings: Settings) -> GenerationOutcome:
     sample = _latest_request_sample(conn, signature.id)
-    environment = sample.environment if sample is not None else "production"
-    spec, reason = replay_spec(
-        sample.request if sample is not None else None, settings.environments.get(environment)
-    )
-    if spec is None:
+    fields, reason = _fields(conn, signature, sample, settings)
+    if fields is None:
         conn.execute(
             update(signatures)
             .where(signatures.c.id == signature.id)
             .values(untestable_reason=reason)
         )
         return GenerationOutcome(signature.id, None, False, reason)
-    fields = test_fields(
-        signature_id=signature.id,
-        fingerprint=signature.fingerprint,
-        error_type=signature.error_type,
-        category=signature.category,
-        message=signature.message,
-        environment=environment,
-        spec=spec,
-        list_counts=_success_list_counts(conn, spec.method, spec.path),
-        confidence=settings.initial_confidence,
-        captured=sample.request,
-    )
     # The unique key on the signature makes a concurrent second insert a no-op, not a duplicate.
     inserted = conn.execute(
         dialect_insert(conn, tests).values(**fields).on_conflict_do_nothing().returning(tests.c.id)

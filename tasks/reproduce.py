@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from models.db import get_engine, session_scope
-from models.enums import ExecutionStatus, Reproduction
-from models.results import ReproductionOutcome
+from models.enums import ExecutionStatus, Reproduction, TestKind
+from models.results import CaseResult, ReproductionOutcome
 from models.schemas import FailureEventIn, utcnow
 from models.settings import Settings, get_settings
 from models.specs import REPLAY_HEADER, TestCase
@@ -70,7 +70,7 @@ def _current_score(test: RegressionTest) -> tuple[int, ...]:
 
 def _refresh(session: Session, test: RegressionTest, settings: Settings) -> bool:
     """Replace the test's request by a more complete capture; return True when it did."""
-    if test.created_from_signature_id is None:
+    if test.created_from_signature_id is None or test.kind == TestKind.UI:
         return False
     sample = best_sample(session, test.created_from_signature_id)
     if sample is None or capture_score(sample.request) <= _current_score(test):
@@ -254,13 +254,7 @@ def verify_tests(
             verdicts[test.id] = (Reproduction.UNVERIFIED, {"reason": reason, "environment": where})
         else:
             cases.append(case)
-    results = run_cases_sync(
-        cases,
-        concurrency=settings.regression_concurrency,
-        timeout_s=settings.regression_timeout_s,
-        transport_retries=settings.regression_transport_retries,
-    )
-    for case, result in zip(cases, results, strict=True):
+    for case, result in _replay(cases, settings):
         evidence: dict[str, Any] = {
             "environment": case.environment,
             "expected_status": originals[case.test_id],
@@ -270,6 +264,18 @@ def verify_tests(
         if result.status == ExecutionStatus.ERROR:
             evidence["reason"] = f"the replay could not be made: {result.error}"
             verdicts[case.test_id] = (Reproduction.UNVERIFIED, evidence)
+            continue
+        if case.kind == TestKind.UI:
+            # A page error has no status: the replayed actions must raise a console error again.
+            failed = result.status == ExecutionStatus.FAILED
+            evidence["reason"] = (
+                f"the replayed actions failed again: {result.error}"
+                if failed
+                else "the replayed actions raised no console error"
+            )
+            evidence["artifacts"] = result.artifacts
+            state = Reproduction.REPRODUCED if failed else Reproduction.NOT_REPRODUCED
+            verdicts[case.test_id] = (state, evidence)
             continue
         reproduced, reason = reproduction_verdict(
             originals[case.test_id],
@@ -282,6 +288,23 @@ def verify_tests(
         state = Reproduction.REPRODUCED if reproduced else Reproduction.NOT_REPRODUCED
         verdicts[case.test_id] = (state, evidence)
     return _record(engine, verdicts)
+
+
+def _replay(cases: Sequence[TestCase], settings: Settings) -> list[tuple[TestCase, CaseResult]]:
+    """Return each case with the result of replaying it once (UI ones in a browser)."""
+    http = [case for case in cases if case.kind != TestKind.UI]
+    ui = [case for case in cases if case.kind == TestKind.UI]
+    results = run_cases_sync(
+        http,
+        concurrency=settings.regression_concurrency,
+        timeout_s=settings.regression_timeout_s,
+        transport_retries=settings.regression_transport_retries,
+    )
+    if ui:
+        from tasks.ui_runner import run_ui_cases  # Selenium only when a UI test is checked
+
+        results += run_ui_cases(ui, settings=settings, reruns=0)
+    return list(zip([*http, *ui], results, strict=True))
 
 
 def _record(

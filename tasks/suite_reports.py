@@ -22,7 +22,9 @@ __all__ = [
     "RECENT_FAILURES_KEY",
     "SUITE_SUMMARY_KEY",
     "TEST_HEALTH_KEY",
+    "UI_FAILURES_KEY",
     "publish_suite_dashboards",
+    "publish_ui_failures",
     "summary_markdown",
     "test_infos",
     "write_suite_reports",
@@ -31,6 +33,7 @@ __all__ = [
 TEST_HEALTH_KEY = "test-health"
 SUITE_SUMMARY_KEY = "suite-summary"
 RECENT_FAILURES_KEY = "recent-failures"
+UI_FAILURES_KEY = "ui-failures"
 RECENT_FAILURES = 50
 
 
@@ -156,4 +159,34 @@ def publish_suite_dashboards(summary: SuiteSummary) -> None:
             for execution, name in failures
         ],
         description=f"The last {RECENT_FAILURES} failed or errored test executions.",
+    )
+
+
+@task(name="publish-ui-failures", retries=2, retry_delay_seconds=2)
+def publish_ui_failures(suite_run_id: int) -> None:
+    """Publish the run's failed UI tests with what was kept of each: screenshot, page, console."""
+    with Session(get_engine()) as session:
+        rows = session.exec(
+            select(TestExecution, RegressionTest.name)
+            .join(RegressionTest, col(RegressionTest.id) == col(TestExecution.test_id))
+            .where(
+                TestExecution.suite_run_id == suite_run_id,
+                col(TestExecution.status).in_(
+                    [ExecutionStatus.FAILED.value, ExecutionStatus.ERROR.value]
+                ),
+            )
+            .order_by(col(RegressionTest.name))
+        ).all()
+    lines = [f"# UI failures of suite run {suite_run_id}", ""]
+    if not rows:
+        lines.append("Every UI test passed.")
+    for execution, name in rows:
+        lines += [f"## {name} ({execution.status})", "", f"{execution.error or ''}", ""]
+        for label, path in sorted((execution.artifacts or {}).items()):
+            lines.append(f"- {label}: `{path}`")
+        lines.append("")
+    create_markdown_artifact(
+        key=UI_FAILURES_KEY,
+        markdown="\n".join(lines),
+        description="Failed UI tests with their screenshot, page source and console log.",
     )

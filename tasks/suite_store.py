@@ -271,7 +271,7 @@ def _execution_row(
         "calls": result.calls,
         "environment": environment or test.environment,
         "trigger": trigger,
-        "artifacts": {},
+        "artifacts": result.artifacts,
         "confidence_after": test.confidence,
         "started_at": result.started_at,
     }

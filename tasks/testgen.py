@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from models.enums import Reproduction, TestKind, TestType
 from models.settings import Environment
+from models.ui_specs import UiSpec
 from tasks.capture import capture_issues, capture_score
 from tasks.scrub import FILTERED
 
@@ -22,6 +23,7 @@ __all__ = [
     "replay_spec",
     "test_name",
     "test_fields",
+    "ui_test_fields",
 ]
 
 # Headers that describe one connection or are recomputed by the client on replay.
@@ -145,6 +147,15 @@ def test_name(error_type: str, fingerprint: str) -> str:
     return f"regression_{snake}_{fingerprint[:8]}"
 
 
+def _untrusted(captured: Mapping[str, Any]) -> dict[str, Any]:
+    # Not trusted until a replay has reproduced the failure (tasks/reproduce.py).
+    return {
+        "reproduction": Reproduction.PENDING.value,
+        "capture_issues": capture_issues(captured),
+        "reproduction_evidence": {"capture_score": list(capture_score(captured))},
+    }
+
+
 def test_fields(
     *,
     signature_id: int,
@@ -170,8 +181,36 @@ def test_fields(
         "environment": environment,
         "confidence": confidence,
         "created_from_signature_id": signature_id,
-        # Not trusted until a replay has reproduced the failure (tasks/reproduce.py).
-        "reproduction": Reproduction.PENDING.value,
-        "capture_issues": capture_issues(captured),
-        "reproduction_evidence": {"capture_score": list(capture_score(captured))},
+        **_untrusted(captured),
+    }
+
+
+def ui_test_fields(
+    *,
+    signature_id: int,
+    fingerprint: str,
+    error_type: str,
+    category: str,
+    message: str,
+    environment: str,
+    steps: UiSpec,
+    confidence: int,
+    captured: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return the columns of the UI regression test replaying a page's JavaScript error."""
+    page = steps.steps[0].path
+    return {
+        "name": test_name(error_type, fingerprint),
+        "description": (
+            f"{error_type}: {message[:300]} — replays {len(steps.steps) - 2} action(s) on {page}"
+        ),
+        "kind": TestKind.UI.value,
+        "type": TestType.REGRESSION.value,
+        "spec": steps.dump(),
+        "expectations": {},
+        "tags": ["regression", category, "ui"],
+        "environment": environment,
+        "confidence": confidence,
+        "created_from_signature_id": signature_id,
+        **_untrusted(captured),
     }

@@ -8,6 +8,7 @@ from deployments.serve import (
     GENERATION_SWEEP_CRON,
     HEALTH_CHECK_CRON,
     REGRESSION_SUITE_CRON,
+    UI_SUITE_CRON,
     build_deployments,
 )
 from flows.ingest import ingest_file
@@ -23,11 +24,13 @@ def test_every_flow_is_a_deployment_with_its_schedule() -> None:
         "generation-sweep",
         "health-check",
         "regression-suite",
+        "ui-suite",
     }
     crons = {name: [s.schedule.cron for s in d.schedules] for name, d in deployments.items()}
     assert crons["generation-sweep"] == [GENERATION_SWEEP_CRON]
     assert crons["health-check"] == [HEALTH_CHECK_CRON]
     assert crons["regression-suite"] == [REGRESSION_SUITE_CRON] == ["0 */6 * * *"]
+    assert crons["ui-suite"] == [UI_SUITE_CRON] == ["30 */6 * * *"]
     assert crons["ingest-file"] == []
     # The Prefect UI's run form explains each parameter from the flow's docstring.
     schema = parameter_schema(ingest_file).model_dump()

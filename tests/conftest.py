@@ -15,9 +15,10 @@ from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
 from models.db import create_schema, get_engine
-from models.settings import get_settings
+from models.settings import Settings, get_settings
 
 REQUIRE_POSTGRES = os.environ.get("IMMUNITY_REQUIRE_POSTGRES") == "1"
+REQUIRE_CHROMIUM = os.environ.get("IMMUNITY_REQUIRE_CHROMIUM") == "1"
 POSTGRES_ADMIN_URL = os.environ.get(
     "IMMUNITY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
 )
@@ -87,6 +88,20 @@ def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     get_settings.cache_clear()
     yield db_url
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Settings:
+    """Settings whose Chromium and chromedriver exist; skips (or fails, when required) if not."""
+    from tasks.browser import chromium_missing
+
+    settings = Settings()
+    reason = chromium_missing(settings)
+    if reason is not None:
+        if REQUIRE_CHROMIUM:
+            pytest.fail(f"{reason} (IMMUNITY_REQUIRE_CHROMIUM=1 makes this required)")
+        pytest.skip(f"{reason} (set IMMUNITY_REQUIRE_CHROMIUM=1 to make it required)")
+    return settings
 
 
 @pytest.fixture(scope="session")

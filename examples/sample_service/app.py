@@ -16,10 +16,10 @@ from examples.sample_service.errors import status_for_exception
 from examples.sample_service.faults import FAULT_DESCRIPTIONS, FaultState, UnknownFaultError
 from examples.sample_service.generation import GenerationService
 from examples.sample_service.jobs import ConnectionPool, ExecutionRepository, JobService
-from examples.sample_service.pages import router as pages_router
 from examples.sample_service.reporter import Reporter, ReportingMiddleware
 from examples.sample_service.shop import Shop
 from examples.sample_service.shop_routes import router as shop_router
+from examples.sample_service.ui_pages import router as ui_router
 
 __all__ = ["Services", "create_app"]
 
@@ -215,7 +215,7 @@ def create_app(
     app.include_router(api)
     app.include_router(admin)
     app.include_router(shop_router)
-    app.include_router(pages_router)
+    app.include_router(ui_router)
     app.add_middleware(
         ReportingMiddleware,
         reporter=reporter,
@@ -223,6 +223,8 @@ def create_app(
         release=release,
         status_for=status_for_exception,
         tags={"service": "sample"},
+        # A page's error report is not a success of the service's API.
+        ignore_paths=frozenset({"/api/health", "/api/client-errors"}),
         propagate_errors=propagate_errors,
     )
     return app

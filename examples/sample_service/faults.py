@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 from enum import StrEnum
 
-__all__ = ["FAULT_DESCRIPTIONS", "Fault", "FaultState", "UnknownFaultError"]
+__all__ = ["FAULT_DESCRIPTIONS", "UI_FAULTS", "Fault", "FaultState", "UnknownFaultError"]
 
 
 class Fault(StrEnum):
@@ -21,6 +21,10 @@ class Fault(StrEnum):
     INVENTORY_OVERSELL = "inventory_oversell"
     REFUND_AMOUNT = "refund_amount"
     FRAUD_SCORING = "fraud_scoring"
+    UI_BUTTON_THROWS = "ui_button_throws"
+    UI_FORM_REJECTS = "ui_form_rejects"
+    UI_ELEMENT_MISSING = "ui_element_missing"
+    UI_FAILING_API = "ui_failing_api"
 
 
 FAULT_DESCRIPTIONS: dict[Fault, str] = {
@@ -47,7 +51,28 @@ FAULT_DESCRIPTIONS: dict[Fault, str] = {
         "Shop: the fraud-scoring dependency is down: fraud checks and order payments fail with"
         " FraudServiceUnavailableError (503)."
     ),
+    Fault.UI_BUTTON_THROWS: (
+        "UI: the add-to-cart buttons' handler reads a renamed data attribute and throws a"
+        " TypeError; nothing is added to the cart and the page reports the error."
+    ),
+    Fault.UI_FORM_REJECTS: (
+        "UI: the checkout form validates postcodes against a stale rule (six digits), so every"
+        " valid postcode is rejected and no order can be placed."
+    ),
+    Fault.UI_ELEMENT_MISSING: "UI: the dashboard's recent-orders widget never renders.",
+    Fault.UI_FAILING_API: (
+        "UI: GET /api/ui/orders (behind the orders page and the dashboard's orders widget)"
+        " raises OrdersFeedError (500)."
+    ),
 }
+
+# The faults that break the web UI (pages and their script); HTTP scenarios cannot see most of them.
+UI_FAULTS: tuple[Fault, ...] = (
+    Fault.UI_BUTTON_THROWS,
+    Fault.UI_FORM_REJECTS,
+    Fault.UI_ELEMENT_MISSING,
+    Fault.UI_FAILING_API,
+)
 
 
 class UnknownFaultError(KeyError):

@@ -10,6 +10,7 @@ import pytest
 
 from examples import SCENARIO_PACK
 from examples.sample_service import Fault, FaultState, RunningServer, create_app, start_server
+from examples.sample_service.faults import UI_FAULTS
 from models.enums import ExecutionStatus
 from models.results import CaseResult
 from models.specs import TestCase, TestDefinition
@@ -126,7 +127,10 @@ def test_pack_passes_on_a_healthy_service_even_twice_at_once(
     assert not failing, _describe(failing)
 
 
-@pytest.mark.parametrize("fault", list(Fault), ids=lambda fault: fault.value)
+# UI faults live in the pages' JavaScript: the UI pack catches them (test_ui_pack.py).
+@pytest.mark.parametrize(
+    "fault", [f for f in Fault if f not in UI_FAULTS], ids=lambda fault: fault.value
+)
 def test_pack_catches_the_fault(pack: list[TestDefinition], target: Target, fault: Fault) -> None:
     target.faults.reset()
     target.faults.enable(fault)

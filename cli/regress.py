@@ -137,10 +137,9 @@ def ui(
     ] = None,
 ) -> None:
     """Run UI tests in headless Chromium; exit 1 when a critical one fails."""
-    from tasks.ui_runner import chromium_missing
-
     from models.settings import get_settings
     from models.specs import Selection
+    from tasks.ui_runner import chromium_missing
 
     missing = chromium_missing(get_settings())
     if missing:

@@ -87,9 +87,7 @@ def build_deployments() -> list[Any]:
                 " and failed requests of failures in the `ui-failures` artifact."
             ),
             schedules=[
-                Schedule(
-                    cron=UI_SUITE_CRON, parameters=dict(REGRESSION_SUITE_SCHEDULE_PARAMETERS)
-                )
+                Schedule(cron=UI_SUITE_CRON, parameters=dict(REGRESSION_SUITE_SCHEDULE_PARAMETERS))
             ],
             tags=["ui"],
         ),

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     chromedriver: str = "/usr/bin/chromedriver"
     ui_browsers: int = Field(default=2, ge=1, le=16, description="Browser sessions reused.")
     ui_timeout_s: float = Field(default=10, gt=0, le=300, description="Per wait and page load.")
+    ui_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts pages may load from besides the tested one (CDNs, fonts); others fail.",
+    )
 
     environments: dict[str, Environment] = Field(
         default_factory=lambda: {

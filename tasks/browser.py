@@ -297,7 +297,7 @@ class BrowserPool:
             chromium_binary=settings.chromium_binary,
             chromedriver=settings.chromedriver,
             timeout_s=settings.ui_timeout_s,
-            allow_hosts=allow_hosts,
+            allow_hosts=[*settings.ui_allow_hosts, *allow_hosts],
         )
 
     def __enter__(self) -> BrowserPool:

@@ -207,13 +207,11 @@ class ImmunityItem(pytest.Item):
 
 
 def _run_batch(session: pytest.Session, state: _State) -> dict[int, CaseResult]:
-    from tasks.runner import run_cases_sync
+    from tasks.runner import run_any
 
     # Everything collected and not deselected runs now, together; later items read the cache.
     batch = [item for item in session.items if isinstance(item, ImmunityItem)]
-    knobs = ("concurrency", "timeout_s", "transport_retries", "reruns")
-    options = {knob: getattr(state.settings, f"regression_{knob}") for knob in knobs}
-    results = run_cases_sync([item.case for item in batch if item.case is not None], **options)
+    results = run_any([item.case for item in batch if item.case is not None], state.settings)
     state.results = {result.test_id: result for result in results}
     state.ran = [item.preset for item in batch if item.preset is not None] + results
     return state.results

@@ -9,8 +9,7 @@ from typing import Any
 
 from prefect import task
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.exc import DataError
 
 from models.db import get_engine
 from models.schemas import FailureEventIn, SuccessEventIn, utcnow
@@ -65,6 +64,26 @@ def _prepare_all(
     return prepared, rejected
 
 
+def _after_commit(
+    engine: Engine,
+    settings: Settings,
+    tested: Sequence[int],
+    replays: Sequence[tuple[str, FailureEventIn]],
+) -> list[int]:
+    """Return the signatures to re-check, and keep replays' reports: never failing the batch.
+
+    The batch is committed: an error here must not reach the caller, or its retry would count
+    every event twice. What is lost is recovered later (the generation sweep re-checks).
+    """
+    try:
+        if replays:
+            record_replay_reports(engine, settings, replays)
+        return untrusted_signatures(engine, tested) if tested else []
+    except Exception:
+        log.warning("reproduction bookkeeping skipped after a store error", exc_info=True)
+        return []
+
+
 def process_failures(
     raw_events: Sequence[Any],
     *,
@@ -87,9 +106,7 @@ def process_failures(
             with engine.begin() as conn:
                 stored = store_failures(conn, prepared, settings, utcnow())
     prune_samples(engine, stored.over_sample_limit, settings.max_samples_per_signature)
-    rechecks = untrusted_signatures(engine, stored.tested) if stored.tested else []
-    if replays:
-        record_replay_reports(engine, settings, replays)
+    rechecks = _after_commit(engine, settings, stored.tested, replays)
     return BatchResult(
         replays=len(replays),
         rechecks=rechecks,
@@ -115,10 +132,10 @@ def ingest_and_generate(
     try:
         outcomes = create_regression_tests(result.candidates, engine=engine, settings=settings)
         result.verify = find_due(engine, settings, result.candidates + result.rechecks)
-    except (OperationalError, SQLAlchemyTimeoutError):
+    except Exception:
         # The batch is committed: its caller must hear so, or a retry would count it twice.
         # Candidates stay candidates; the next batch or the generation sweep builds the test.
-        log.warning("test generation deferred after a database error", exc_info=True)
+        log.warning("test generation deferred after an error", exc_info=True)
         return result, []
     return result, outcomes
 

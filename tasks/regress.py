@@ -8,12 +8,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.db import get_engine
-from models.enums import TestKind
 from models.results import CaseResult, SuiteSummary, Transition
 from models.settings import get_settings
 from models.specs import Selection, TestCase
 from tasks.retry import DB_TASK_OPTIONS
-from tasks.runner import run_cases_sync
+from tasks.runner import run_any
 from tasks.suite_store import (
     RecordOutcome,
     close_suite_run,
@@ -62,22 +61,7 @@ def open_suite(
 @task(name="run-test-chunk", cache_policy=NO_CACHE)
 def run_chunk(cases: Sequence[TestCase]) -> list[CaseResult]:
     """Return one result per case, in order: HTTP ones concurrently, UI ones in browsers."""
-    settings = get_settings()
-    ui = [case for case in cases if case.kind == TestKind.UI]
-    http = [case for case in cases if case.kind != TestKind.UI]
-    results = run_cases_sync(
-        http,
-        concurrency=settings.regression_concurrency,
-        timeout_s=settings.regression_timeout_s,
-        transport_retries=settings.regression_transport_retries,
-        reruns=settings.regression_reruns,
-    )
-    if ui:
-        from tasks.ui_runner import run_ui_cases  # Selenium only when a UI test runs
-
-        results += run_ui_cases(ui, settings=settings)
-    by_id = {result.test_id: result for result in results}
-    return [by_id[case.test_id] for case in cases]
+    return run_any(cases, get_settings())
 
 
 @task(name="record-results", **DB_TASK_OPTIONS)

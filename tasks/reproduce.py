@@ -28,7 +28,7 @@ from tasks.capture import capture_issues, capture_score, reproduction_verdict
 from tasks.prepare import prepare_failure
 from tasks.queries import UNTRUSTED_REPRODUCTION
 from tasks.retry import DB_TASK_OPTIONS
-from tasks.runner import refusal, run_cases_sync
+from tasks.runner import refusal, run_any
 from tasks.testgen import replay_spec
 
 __all__ = [
@@ -292,19 +292,8 @@ def verify_tests(
 
 def _replay(cases: Sequence[TestCase], settings: Settings) -> list[tuple[TestCase, CaseResult]]:
     """Return each case with the result of replaying it once (UI ones in a browser)."""
-    http = [case for case in cases if case.kind != TestKind.UI]
-    ui = [case for case in cases if case.kind == TestKind.UI]
-    results = run_cases_sync(
-        http,
-        concurrency=settings.regression_concurrency,
-        timeout_s=settings.regression_timeout_s,
-        transport_retries=settings.regression_transport_retries,
-    )
-    if ui:
-        from tasks.ui_runner import run_ui_cases  # Selenium only when a UI test is checked
-
-        results += run_ui_cases(ui, settings=settings, reruns=0)
-    return list(zip([*http, *ui], results, strict=True))
+    once = settings.model_copy(update={"regression_reruns": 0})
+    return list(zip(cases, run_any(cases, once), strict=True))
 
 
 def _record(

@@ -24,9 +24,10 @@ from typing import Any
 
 import httpx
 
-from models.enums import ExecutionStatus
+from models.enums import ExecutionStatus, TestKind
 from models.results import CaseResult, CheckResult, Observed
 from models.schemas import utcnow
+from models.settings import Settings
 from models.specs import (
     REPLAY_HEADER,
     UNSAFE_METHODS,
@@ -39,7 +40,7 @@ from models.specs import (
 from tasks.expectations import evaluate, json_values
 from tasks.scrub import scrub, scrub_text
 
-__all__ = ["BODY_EXCERPT", "refusal", "run_cases", "run_cases_sync"]
+__all__ = ["BODY_EXCERPT", "refusal", "run_any", "run_cases", "run_cases_sync"]
 
 BODY_EXCERPT = 2_000
 _POOL_SIZE = 4
@@ -334,3 +335,22 @@ def _uses_records(case: TestCase) -> bool:
 def run_cases_sync(cases: Sequence[TestCase], **options: Any) -> list[CaseResult]:
     """Return `run_cases(cases, **options)` from synchronous code (a task, a pytest plugin)."""
     return asyncio.run(run_cases(cases, **options))
+
+
+def run_any(cases: Sequence[TestCase], settings: Settings) -> list[CaseResult]:
+    """Return one result per case, in order, whatever their kinds (the pytest plugin's too)."""
+    ui = [case for case in cases if case.kind == TestKind.UI]
+    http = [case for case in cases if case.kind != TestKind.UI]
+    results = run_cases_sync(
+        http,
+        concurrency=settings.regression_concurrency,
+        timeout_s=settings.regression_timeout_s,
+        transport_retries=settings.regression_transport_retries,
+        reruns=settings.regression_reruns,
+    )
+    if ui:
+        from tasks.ui_runner import run_ui_cases  # Selenium only when a UI test runs
+
+        results += run_ui_cases(ui, settings=settings)
+    by_id = {result.test_id: result for result in results}
+    return [by_id[case.test_id] for case in cases]

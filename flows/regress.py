@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from models.enums import Severity, Trigger
+from models.enums import Severity, TestKind, Trigger
 from models.results import CaseResult, SuiteSummary, Transition
 from models.settings import get_settings
 from models.specs import Selection
@@ -47,13 +47,18 @@ def run_regression_suite(
         names: Test names.
         tags: Tests carrying any of these tags.
         types: smoke, regression, contract, integration.
-        kinds: http, scenario, ui.
+        kinds: http, scenario, ui (default: http and scenario; UI tests run in `ui-suite`).
         environment: Run every test against this environment (default: each test's own).
         trigger: manual, schedule, ci or deployment.
         suite_run_id: Record into this pre-created suite run (the CLI uses it for progress).
     """
     selection = Selection(
-        ids=ids or [], names=names or [], tags=tags or [], types=types or [], kinds=kinds or []
+        ids=ids or [],
+        names=names or [],
+        tags=tags or [],
+        types=types or [],
+        # UI tests have their own flow and schedule (flows/ui.py) unless asked for by kind.
+        kinds=kinds or [TestKind.HTTP.value, TestKind.SCENARIO.value],
     )
     return run_suite(selection, environment, trigger, suite_run_id)
 

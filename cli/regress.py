@@ -32,6 +32,21 @@ _STATUS_STYLE = {
 }
 
 
+# The options `run` and `ui` share.
+TestIds = Annotated[list[int] | None, typer.Option("--id", help="A test id (repeat).")]
+Names = Annotated[list[str] | None, typer.Option("--name", help="A test name (repeat).")]
+Tags = Annotated[list[str] | None, typer.Option("--tag", help="Tests with this tag (repeat).")]
+Types = Annotated[
+    list[str] | None, typer.Option("--type", help="smoke, regression, contract, integration.")
+]
+Env = Annotated[
+    str | None, typer.Option("--env", help="Environment for every test (default: own).")
+]
+TriggerOpt = Annotated[str, typer.Option("--trigger", help="manual, schedule, ci or deployment.")]
+JunitPath = Annotated[Path | None, typer.Option("--junit", help="Also copy the JUnit XML here.")]
+JsonPath = Annotated[Path | None, typer.Option("--json", help="Also copy the JSON report here.")]
+
+
 def summary_table(summary: SuiteSummary) -> Table:
     """Return a table of a suite run's totals and its CI gate."""
     gate = "[green]passed[/]" if summary.gate_passed else "[red]failed[/]"
@@ -95,21 +110,18 @@ def _watch(engine: Engine, suite_run_id: int, done: threading.Event) -> None:
 
 
 def run(
-    test_id: Annotated[list[int] | None, typer.Option("--id", help="A test id (repeat).")] = None,
-    name: Annotated[list[str] | None, typer.Option(help="A test name (repeat).")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="Tests with this tag (repeat).")] = None,
-    type_: Annotated[
-        list[str] | None, typer.Option("--type", help="smoke, regression, contract, integration.")
+    test_id: TestIds = None,
+    name: Names = None,
+    tag: Tags = None,
+    type_: Types = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="http, scenario or ui (repeat; default: http and scenario)."),
     ] = None,
-    kind: Annotated[list[str] | None, typer.Option(help="http or scenario (repeat).")] = None,
-    env: Annotated[
-        str | None, typer.Option("--env", help="Environment for every test (default: own).")
-    ] = None,
-    trigger: Annotated[str, typer.Option(help="manual, schedule, ci or deployment.")] = "manual",
-    junit: Annotated[Path | None, typer.Option(help="Also copy the JUnit XML here.")] = None,
-    json_report: Annotated[
-        Path | None, typer.Option("--json", help="Also copy the JSON report here.")
-    ] = None,
+    env: Env = None,
+    trigger: TriggerOpt = "manual",
+    junit: JunitPath = None,
+    json_report: JsonPath = None,
 ) -> None:
     """Run regression tests; exit 1 when a critical test fails (the CI gate)."""
     from models.specs import Selection
@@ -121,20 +133,14 @@ def run(
 
 
 def ui(
-    test_id: Annotated[list[int] | None, typer.Option("--id", help="A test id (repeat).")] = None,
-    name: Annotated[list[str] | None, typer.Option(help="A test name (repeat).")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="Tests with this tag (repeat).")] = None,
-    type_: Annotated[
-        list[str] | None, typer.Option("--type", help="smoke, regression, contract, integration.")
-    ] = None,
-    env: Annotated[
-        str | None, typer.Option("--env", help="Environment for every test (default: own).")
-    ] = None,
-    trigger: Annotated[str, typer.Option(help="manual, schedule, ci or deployment.")] = "manual",
-    junit: Annotated[Path | None, typer.Option(help="Also copy the JUnit XML here.")] = None,
-    json_report: Annotated[
-        Path | None, typer.Option("--json", help="Also copy the JSON report here.")
-    ] = None,
+    test_id: TestIds = None,
+    name: Names = None,
+    tag: Tags = None,
+    type_: Types = None,
+    env: Env = None,
+    trigger: TriggerOpt = "manual",
+    junit: JunitPath = None,
+    json_report: JsonPath = None,
 ) -> None:
     """Run UI tests in headless Chromium; exit 1 when a critical one fails."""
     from models.settings import get_settings

@@ -9,14 +9,21 @@ the bug is still there, so these are named up front and the test is checked befo
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from tasks.scrub import FILTERED
 
-__all__ = ["capture_issues", "capture_score", "reproduction_verdict", "status_class"]
+__all__ = [
+    "capture_issues",
+    "capture_score",
+    "most_complete",
+    "reproduction_verdict",
+    "status_class",
+]
 
+T = TypeVar("T")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CUT_MARKS = ("[…]", "…[truncated ")
 _TRUNCATED = re.compile(r"…\[truncated \d+ chars\]")
@@ -87,6 +94,15 @@ def capture_score(request: Mapping[str, Any] | None) -> tuple[int, int, int]:
         return (-100, 0, 0)
     has_body = request.get("body") not in (None, "")
     return (-len(capture_issues(request)), int(has_body), len(request.get("headers") or {}))
+
+
+def most_complete(samples: Sequence[T], request: Callable[[T], Any]) -> T | None:
+    """Return the sample whose request is replayable and most complete (the first on a tie).
+
+    Give samples newest first, so a tie goes to the newest.
+    """
+    replayable = [s for s in samples if (r := request(s)) and r.get("method") and r.get("url")]
+    return max(replayable, key=lambda s: capture_score(request(s))) if replayable else None
 
 
 def status_class(status: int | None) -> str | None:

@@ -15,7 +15,7 @@ from models.db import get_engine
 from models.enums import EventSource, SignatureStatus
 from models.settings import Settings, get_settings
 from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature, SuccessEvent
-from tasks.capture import capture_score
+from tasks.capture import most_complete
 from tasks.prepare import bucket_start
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.store import dialect_insert
@@ -93,11 +93,8 @@ def _latest_request_sample(conn: Connection, signature_id: int) -> Any | None:
         .limit(SAMPLES_LOOKED_AT)
     )
     samples = list(conn.execute(query))
-    replayable = [s for s in samples if s.request.get("method") and s.request.get("url")]
-    if replayable:
-        # The most complete capture wins; max() keeps the newest of equals (newest first).
-        return max(replayable, key=lambda sample: capture_score(sample.request))
-    return samples[0] if samples else None
+    best = most_complete(samples, lambda sample: sample.request)
+    return best if best is not None else (samples[0] if samples else None)
 
 
 def _success_list_counts(conn: Connection, method: str, path: str) -> list[dict[str, int]]:

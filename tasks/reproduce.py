@@ -24,7 +24,7 @@ from models.schemas import FailureEventIn, utcnow
 from models.settings import Settings, get_settings
 from models.specs import REPLAY_HEADER, TestCase
 from models.tables import FailureEvent, RegressionTest, Signature
-from tasks.capture import capture_issues, capture_score, reproduction_verdict
+from tasks.capture import capture_issues, capture_score, most_complete, reproduction_verdict
 from tasks.prepare import prepare_failure
 from tasks.queries import UNTRUSTED_REPRODUCTION
 from tasks.retry import DB_TASK_OPTIONS
@@ -32,7 +32,6 @@ from tasks.runner import refusal, run_any
 from tasks.testgen import replay_spec
 
 __all__ = [
-    "UNTRUSTED",
     "best_sample",
     "due_reproductions",
     "find_due",
@@ -43,7 +42,6 @@ __all__ = [
     "verify_tests",
 ]
 
-UNTRUSTED = UNTRUSTED_REPRODUCTION
 SAMPLES_LOOKED_AT = 20
 
 
@@ -55,13 +53,7 @@ def best_sample(session: Session, signature_id: int) -> FailureEvent | None:
         .order_by(col(FailureEvent.received_at).desc(), col(FailureEvent.id).desc())
         .limit(SAMPLES_LOOKED_AT)
     ).all()
-    replayable = [
-        s for s in samples if s.request and s.request.get("method") and s.request.get("url")
-    ]
-    if not replayable:
-        return None
-    # max() keeps the first of equals: samples are newest first.
-    return max(replayable, key=lambda sample: capture_score(sample.request))
+    return most_complete(samples, lambda sample: sample.request)
 
 
 def _current_score(test: RegressionTest) -> tuple[int, ...]:
@@ -95,7 +87,9 @@ def untrusted_signatures(engine: Engine, signature_ids: Sequence[int]) -> list[i
         found = session.exec(
             select(RegressionTest.created_from_signature_id).where(
                 col(RegressionTest.created_from_signature_id).in_(signature_ids),
-                col(RegressionTest.reproduction).in_([state.value for state in UNTRUSTED]),
+                col(RegressionTest.reproduction).in_(
+                    [state.value for state in UNTRUSTED_REPRODUCTION]
+                ),
             )
         ).all()
     return sorted(signature_id for signature_id in found if signature_id is not None)
@@ -171,7 +165,7 @@ def find_due(engine: Engine, settings: Settings, signature_ids: Sequence[int] | 
     """
     retry_before = utcnow() - timedelta(minutes=settings.reproduction_retry_minutes)
     query = select(RegressionTest).where(
-        col(RegressionTest.reproduction).in_([state.value for state in UNTRUSTED])
+        col(RegressionTest.reproduction).in_([state.value for state in UNTRUSTED_REPRODUCTION])
     )
     if signature_ids is not None:
         query = query.where(col(RegressionTest.created_from_signature_id).in_(signature_ids))

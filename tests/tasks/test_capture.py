@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from models.db import create_schema
 from models.enums import ExecutionStatus
 from models.results import CaseResult
 from models.schemas import utcnow
@@ -14,6 +13,7 @@ from models.settings import Settings
 from models.tables import RegressionTest, Signature
 from tasks.capture import capture_issues, capture_score, reproduction_verdict
 from tasks.suite_store import record_results
+from tests.tasks.test_lifecycle import stored_test
 
 JSON = {"content-type": "application/json", "content-length": "57"}
 
@@ -89,26 +89,7 @@ def test_verdict(expected, actual, failed, reproduced) -> None:
 def test_an_unreproduced_tests_passes_leave_the_signature_unchanged(
     engine: Engine, state: str
 ) -> None:
-    create_schema(engine)
-    with Session(engine) as session:
-        signature = Signature(
-            fingerprint="a" * 64,
-            error_type="DependencyValidationError",
-            message="m",
-            category="dependency_error",
-            severity="high",
-            first_seen=utcnow(),
-            last_seen=utcnow(),
-            status="tested",
-        )
-        session.add(signature)
-        session.flush()
-        test = RegressionTest(
-            name="regression_x", created_from_signature_id=signature.id, reproduction=state
-        )
-        session.add(test)
-        session.commit()
-        ids = (test.id, signature.id)
+    ids = stored_test(engine, status="tested", name="regression_x", reproduction=state)
 
     def run(status: ExecutionStatus):
         result = CaseResult(test_id=ids[0], name="t", status=status, started_at=utcnow())

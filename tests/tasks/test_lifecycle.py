@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -91,9 +92,9 @@ def _result(test_id: int, status: S, minutes: int = 0) -> CaseResult:
     )
 
 
-def test_a_flaky_test_is_quarantined_and_stops_gating(engine: Engine) -> None:
+def stored_test(engine: Engine, *, status: str, **test: Any) -> tuple[int, int]:
+    """Create the schema, a signature in `status` and its test; return (test id, signature id)."""
     create_schema(engine)
-    settings = Settings(flaky_window=6, flaky_quarantine_share=0.3)
     with Session(engine) as session:
         signature = Signature(
             fingerprint="f" * 64,
@@ -103,14 +104,20 @@ def test_a_flaky_test_is_quarantined_and_stops_gating(engine: Engine) -> None:
             severity="medium",
             first_seen=utcnow(),
             last_seen=utcnow(),
-            status="fixed",
+            status=status,
         )
         session.add(signature)
         session.flush()
-        test = RegressionTest(name="wobbly", created_from_signature_id=signature.id)
-        session.add(test)
+        row = RegressionTest(created_from_signature_id=signature.id, **test)
+        session.add(row)
         session.commit()
-        test_id, signature_id = test.id, signature.id
+        assert row.id is not None and signature.id is not None
+        return row.id, signature.id
+
+
+def test_a_flaky_test_is_quarantined_and_stops_gating(engine: Engine) -> None:
+    settings = Settings(flaky_window=6, flaky_quarantine_share=0.3)
+    test_id, signature_id = stored_test(engine, status="fixed", name="wobbly")
 
     def record(status: S, minute: int):
         return record_results(

@@ -8,7 +8,10 @@ __all__ = [
     "Category",
     "EventSource",
     "ExecutionStatus",
+    "FixStatus",
+    "FixStrategy",
     "Reproduction",
+    "RiskLevel",
     "Severity",
     "SignatureStatus",
     "TestKind",
@@ -100,3 +103,34 @@ class Reproduction(StrEnum):
     REPRODUCED = "reproduced"
     NOT_REPRODUCED = "not_reproduced"
     UNVERIFIED = "unverified"  # could not be checked: refused, or the target did not answer
+
+
+class FixStrategy(StrEnum):
+    """Which link of the fix chain produced a proposal (seed 002's four, plus offline rules)."""
+
+    PATTERN = "pattern"  # a learned ErrorPattern with enough confidence
+    RULE = "rule"  # an offline rule for a common Python error (no LLM)
+    AI = "ai"
+    AI_WITH_CONTEXT = "ai_with_context"
+    ROLLBACK = "rollback"
+
+
+class FixStatus(StrEnum):
+    """Where a fix proposal stands; every change is logged with who and when."""
+
+    PROPOSED = "proposed"
+    REFUSED = "refused"  # failed validation: never shown for approval
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"  # nobody decided before the approval timed out
+    APPLIED = "applied"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ClassificationRule", "Environment", "Settings", "get_settings"]
@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     """Everything immunity reads from its environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix="IMMUNITY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="IMMUNITY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -111,6 +115,65 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Hosts pages may load from besides the tested one (CDNs, fonts); others fail.",
     )
+
+    # Heal loop (issue 6): the target's git working copy, the model, and the approval pause.
+    repo_path: Path | None = Field(
+        default=None, description="A git working copy of the target service's code."
+    )
+    source_roots: list[str] = Field(
+        default_factory=lambda: ["."],
+        description="Repository-relative folders a fix may change; anything else is refused.",
+    )
+    sensitive_paths: list[str] = Field(
+        default_factory=lambda: [
+            ".github/*",
+            ".gitlab-ci.yml",
+            "*auth*",
+            "*secret*",
+            "*credential*",
+            "*password*",
+            "*token*",
+            "*.pem",
+            "*.key",
+            ".env*",
+            "*migrations/*",
+            "Dockerfile",
+            "*.tf",
+        ],
+        description="Glob patterns a fix touches only at high risk (refused outright: CI config).",
+    )
+    target_command: str = Field(
+        default="{python} -m examples.sample_service --port {port}",
+        description="Starts the target from a working copy ({python}, {port}); '' if it cannot.",
+    )
+    target_health_path: str = "/health"
+    target_start_timeout_s: float = Field(default=30, gt=0, le=600)
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("IMMUNITY_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("IMMUNITY_LLM_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(default=60, gt=0, le=600)
+    llm_max_retries: int = Field(default=2, ge=0, le=5)
+    heal_pattern_min_confidence: float = Field(default=0.7, ge=0, le=1)
+    heal_max_diff_lines: int = Field(default=200, ge=1, description="Bigger diffs are refused.")
+    heal_after_failures: int = Field(
+        default=3, ge=1, description="Failed runs in a row before a fix is proposed."
+    )
+    heal_cooldown_hours: float = Field(
+        default=24, ge=0, description="Least time before re-proposing after a rejection."
+    )
+    heal_deployment: str = Field(
+        default="propose-fix/propose-fix", description="The deployment the regression loop starts."
+    )
+    approval_timeout_s: int = Field(default=86_400, ge=1)
+    approval_poll_s: int = Field(default=2, ge=1, le=60)
+    approval_suspend: bool = Field(
+        default=False, description="Suspend (not pause) while waiting: for deployments only."
+    )
+    fix_branch_prefix: str = "immunity/fix-"
 
     environments: dict[str, Environment] = Field(
         default_factory=lambda: {

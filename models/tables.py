@@ -9,12 +9,16 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, Uni
 from sqlmodel import Field, SQLModel
 
 from models.enums import SignatureStatus, TestKind, TestType
+from models.heal_tables import ErrorPattern, FixEvent, FixProposal
 from models.schemas import utcnow
 from models.types import json_column, utc_column
 
 __all__ = [
     "Alert",
+    "ErrorPattern",
     "FailureEvent",
+    "FixEvent",
+    "FixProposal",
     "OccurrenceBucket",
     "RegressionTest",
     "Signature",

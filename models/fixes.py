@@ -1,4 +1,4 @@
-"""Shapes of the heal loop: what a strategy proposes, what validation finds, what a human decides."""
+"""Shapes of the heal loop: a strategy's proposal, what validation finds, a human's decision."""
 
 from __future__ import annotations
 

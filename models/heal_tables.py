@@ -22,7 +22,7 @@ class ErrorPattern(SQLModel, table=True):
     name: str = Field(max_length=200, unique=True)
     error_type: str = Field(max_length=256, index=True, description="Exact exception type name.")
     message_regex: str = Field(
-        default="", max_length=1024, description="Searched in the normalised message; '' matches all."
+        default="", max_length=1024, description="Searched in the message; '' matches all."
     )
     fix_rule: str | None = Field(
         default=None, max_length=64, description="The offline rule that fixes it, when one does."
@@ -109,4 +109,6 @@ class FixEvent(SQLModel, table=True):
     status: str = Field(max_length=24)
     actor: str = Field(max_length=200, description="A reviewer's name, or 'immunity'.")
     note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow))
+    at: datetime = Field(
+        default_factory=utcnow, sa_column=utc_column(nullable=False, default=utcnow)
+    )

@@ -19,6 +19,7 @@ __all__ = [
     "RuleFix",
     "SampleInfo",
     "SignatureInfo",
+    "SourceLocation",
     "SourceSnippet",
     "TestInfo",
     "Verification",
@@ -152,6 +153,15 @@ class PatternInfo(BaseModel):
     message_regex: str
     description: str
     confidence: float
+
+
+class SourceLocation(BaseModel):
+    """An in-app frame resolved to a file of the repository, with the file's whole text."""
+
+    path: str = Field(description="Repository-relative, '/'-separated.")
+    lineno: int = Field(ge=1)
+    function: str = ""
+    text: str
 
 
 class SourceSnippet(BaseModel):

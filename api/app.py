@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
+from api.routes_fixes import router as fixes_router
 from api.routes_ingest import router as ingest_router
 from api.routes_sentry import router as sentry_router
 from models.db import get_engine
@@ -23,4 +24,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     app.include_router(ingest_router)
     app.include_router(sentry_router)
+    app.include_router(fixes_router)
     return app

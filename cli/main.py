@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import alerts, ingest_log, regress, service
+from cli import alerts, fixes, ingest_log, regress, service
 from cli.render import signatures_table, tests_table, unverified_table
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ service.register(app)
 alerts.register(app)
 ingest_log.register(app)
 regress.register(app, tests_app)
+fixes.register(app)
 
 console = Console()
 errors = Console(stderr=True)

@@ -31,6 +31,7 @@ def build_deployments() -> list[Any]:
     from prefect.schedules import Schedule
 
     from flows.generate import generate_regression_tests
+    from flows.heal import propose_fix
     from flows.health import check_health
     from flows.ingest import ingest_failures, ingest_file, ingest_successes
     from flows.regress import run_regression_suite
@@ -90,6 +91,16 @@ def build_deployments() -> list[Any]:
                 Schedule(cron=UI_SUITE_CRON, parameters=dict(REGRESSION_SUITE_SCHEDULE_PARAMETERS))
             ],
             tags=["ui"],
+        ),
+        propose_fix.to_deployment(
+            name="propose-fix",
+            description=(
+                "Propose a fix for a failing signature (known pattern, offline rule, AI, AI with"
+                " source, rollback), validate it against its regression test, and pause for a"
+                " reviewer's approval; an approved fix is committed on immunity/fix-<id>."
+                " The regression suite starts it for tests that keep failing."
+            ),
+            tags=["heal"],
         ),
     ]
 

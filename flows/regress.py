@@ -8,11 +8,12 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from models.enums import Severity, TestKind, Trigger
+from models.enums import ExecutionStatus, Severity, TestKind, Trigger
 from models.results import CaseResult, SuiteSummary, Transition
 from models.settings import get_settings
 from models.specs import Selection
 from tasks.alerts import raise_alert
+from tasks.heal_trigger import start_heal_runs
 from tasks.regress import close_suite, open_suite, record_chunk, run_chunk, select_tests
 from tasks.suite_reports import publish_suite_dashboards, write_suite_reports
 
@@ -111,6 +112,14 @@ def run_suite(
             details=transition.model_dump(mode="json") | {"suite_run_id": suite_id},
         )
     publish_suite_dashboards(summary)
+    failing = [
+        r.test_id for r in results if r.status in (ExecutionStatus.FAILED, ExecutionStatus.ERROR)
+    ]
+    if failing:
+        # A heal run that cannot be started must not fail the suite that found the failures.
+        state = start_heal_runs(failing, return_state=True)
+        if state.is_failed():
+            logger.warning("could not start fix proposals: %s", state.message)
     logger.info(
         "suite run %s: %d passed, %d failed, %d error, %d flaky, %d skipped; gate %s",
         suite_id,

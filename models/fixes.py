@@ -15,6 +15,7 @@ __all__ = [
     "Candidate",
     "DiffCheck",
     "FixContext",
+    "HealOutcome",
     "PatternInfo",
     "RuleFix",
     "SampleInfo",
@@ -77,6 +78,12 @@ class DiffCheck(BaseModel):
     removed: int = 0
     problems: list[str] = Field(default_factory=list)
     sensitive: list[str] = Field(default_factory=list, description="Sensitive paths it touches.")
+    created: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+    applied_diff: str = Field(
+        default="",
+        description="The diff as git applied it: what is shown and what is committed.",
+    )
 
     @property
     def ok(self) -> bool:
@@ -101,6 +108,18 @@ class Verification(BaseModel):
             and self.before in (ExecutionStatus.FAILED, ExecutionStatus.ERROR)
             and self.after == ExecutionStatus.PASSED
         )
+
+
+class HealOutcome(BaseModel):
+    """What one run of the heal flow came to."""
+
+    signature_id: int
+    proposal_id: int | None = None
+    status: str = Field(description="The proposal's last status, or 'no_proposal'.")
+    strategy: str | None = None
+    refused: int = Field(default=0, description="Candidates refused before this one.")
+    branch: str | None = None
+    commit: str | None = None
 
 
 class Approval(RunInput):

@@ -146,7 +146,7 @@ class Settings(BaseSettings):
         default="{python} -m examples.sample_service --port {port}",
         description="Starts the target from a working copy ({python}, {port}); '' if it cannot.",
     )
-    target_health_path: str = "/health"
+    target_health_path: str = "/api/health"
     target_start_timeout_s: float = Field(default=30, gt=0, le=600)
     llm_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("IMMUNITY_LLM_API_KEY", "OPENAI_API_KEY")

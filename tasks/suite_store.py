@@ -39,6 +39,7 @@ __all__ = [
     "is_critical_type",
     "is_trusted",
     "open_suite_run",
+    "recent_statuses",
     "record_results",
     "select_cases",
     "set_total",
@@ -176,7 +177,8 @@ class RecordOutcome:
     critical_failures: list[str] = field(default_factory=list)
 
 
-def _recent_statuses(session: Session, test_ids: Sequence[int], window: int) -> dict[int, list]:
+def recent_statuses(session: Session, test_ids: Sequence[int], window: int) -> dict[int, list]:
+    """Return the newest `window` statuses of each test (skipped runs left out), newest first."""
     ranked = (
         select(
             executions.c.test_id,
@@ -246,7 +248,7 @@ def record_results(
             rows[-1]["flow_run_id"] = flow_run_id
         if rows:
             session.connection().execute(insert(executions), rows)
-        recent = _recent_statuses(session, ids, settings.flaky_window)
+        recent = recent_statuses(session, ids, settings.flaky_window)
         for test_id, test in tests.items():
             _quarantine(test, recent.get(test_id, []), settings, outcome)
     return outcome

@@ -11,6 +11,7 @@ from deployments.serve import (
     UI_SUITE_CRON,
     build_deployments,
 )
+from flows.heal import propose_fix
 from flows.ingest import ingest_file
 from flows.regress import run_regression_suite
 
@@ -25,6 +26,7 @@ def test_every_flow_is_a_deployment_with_its_schedule() -> None:
         "health-check",
         "regression-suite",
         "ui-suite",
+        "propose-fix",
     }
     crons = {name: [s.schedule.cron for s in d.schedules] for name, d in deployments.items()}
     assert crons["generation-sweep"] == [GENERATION_SWEEP_CRON]
@@ -32,9 +34,13 @@ def test_every_flow_is_a_deployment_with_its_schedule() -> None:
     assert crons["regression-suite"] == [REGRESSION_SUITE_CRON] == ["0 */6 * * *"]
     assert crons["ui-suite"] == [UI_SUITE_CRON] == ["30 */6 * * *"]
     assert crons["ingest-file"] == []
+    assert crons["propose-fix"] == []  # started by the regression loop, the CLI or the UI
     # The Prefect UI's run form explains each parameter from the flow's docstring.
     schema = parameter_schema(ingest_file).model_dump()
     assert schema["properties"]["path"]["description"] == "A file with one JSON event per line."
+    heal = parameter_schema(propose_fix).model_dump()
+    assert heal["required"] == ["signature_id"]
+    assert "signature to fix" in heal["properties"]["signature_id"]["description"]
 
 
 def test_regression_suite_schedule_records_trigger_schedule() -> None:

@@ -3,7 +3,8 @@
 ApiError (HTTPException)
 ├── 400 bad request: malformed JSON, bad compression, wrong shape
 ├── 401 unauthorized: missing or wrong token / DSN key
-├── 404 not found: unknown project
+├── 404 not found: unknown project, fix proposal
+├── 409 conflict: a fix proposal that is not awaiting a decision (decided, expired, run gone)
 ├── 413 too large: body over the configured limit (before or after decompression)
 ├── 415 unsupported media type: wrong Content-Type or Content-Encoding
 └── 503 unavailable: the store cannot be reached; the client should retry

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from api.app import create_app
 from models.db import get_engine
 from models.enums import ExecutionStatus, FixStatus, FixStrategy
-from models.heal_tables import FixEvent, FixProposal
+from models.heal_tables import ErrorPattern, FixEvent, FixProposal
 from models.settings import get_settings
 from models.tables import RegressionTest
 from tasks.fix_validate import run_test_in
@@ -145,3 +145,32 @@ def test_an_unanswered_approval_expires_and_nothing_is_applied(
     late = {"approved": True, "reviewer": "ann"}
     answer = api.post(f"/api/v1/fixes/{outcome.proposal_id}/decision", json=late, headers=AUTH)
     assert answer.status_code == 409 and "expired" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_confident_learned_pattern_is_tried_first(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bug = first_bug(offline_fixable=True)
+    seeded = drill(bug, tmp_path, monkeypatch)
+    from tasks.fix_rules import ERROR_RULES
+
+    [rule] = ERROR_RULES[bug.error_type]
+    with Session(get_engine(store)) as session:
+        session.add(
+            ErrorPattern(
+                name=f"{bug.error_type}: {rule}",
+                error_type=bug.error_type,
+                fix_rule=rule,
+                confidence=0.9,
+                successes=8,
+            )
+        )
+        session.commit()
+    outcome = HealRun(seeded.signature_id, wait_for_approval=False).result()
+    with Session(get_engine(store)) as session:
+        proposal = session.get(FixProposal, outcome.proposal_id)
+    assert proposal is not None
+    assert (proposal.strategy, proposal.fix_rule) == (FixStrategy.PATTERN, rule)
+    assert proposal.pattern_id is not None and proposal.confidence == 0.9
+    assert proposal.verification["after"] == "passed"

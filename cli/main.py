@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import alerts, fixes, ingest_log, regress, service
+from cli import alerts, fixes, ingest_log, regress, service, stack
 from cli.render import signatures_table, tests_table, unverified_table
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ alerts.register(app)
 ingest_log.register(app)
 regress.register(app, tests_app)
 fixes.register(app)
+stack.register(app)
 
 console = Console()
 errors = Console(stderr=True)

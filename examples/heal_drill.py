@@ -47,7 +47,9 @@ def capture_failures(
     with tempfile.TemporaryDirectory(prefix="immunity-drill-") as reports:
         command = (
             "{python} -m examples.sample_service --port {port} --environment production"
-            f" --report-dir {shlex.quote(reports)} --flush-interval 0.1"
+            # Braces in the path must survive the command's own {python}/{port} formatting.
+            f" --report-dir {shlex.quote(reports).replace('{', '{{').replace('}', '}}')}"
+            " --flush-interval 0.1"
         )
         failures = Path(reports) / "failures.jsonl"
         with running_target(repo, command=command, health_path="/api/health", timeout_s=30) as url:

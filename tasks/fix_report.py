@@ -25,6 +25,8 @@ def _verification(proposal: FixProposal) -> str:
     line = f"{found.get('detail')}"
     if found.get("after") == "passed" and found.get("before") in ("failed", "error"):
         return f"✅ The regression test **fails before, passes after**: {line}."
+    if found.get("before") == "passed":
+        return f"❌ The regression test **passed without the change too**: {line}."
     error = found.get("after_error") or ""
     return f"❌ The regression test **does not pass with the change**: {line}. {error}".strip()
 

@@ -9,16 +9,23 @@ can rewrite unambiguously, or whose result would not parse, proposes nothing.
 from __future__ import annotations
 
 import ast
-import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from models.fixes import RuleFix, SourceLocation
+from tasks.source_edit import (
+    Edit,
+    Render,
+    Site,
+    chain_top,
+    conditional,
+    operand,
+    site_at,
+    unified_diff,
+)
 
 __all__ = ["ERROR_RULES", "RULES", "apply_rule", "propose_rule_fix", "unified_diff"]
-
-Render = Callable[[ast.expr], str]
 
 # Calls cheap and side-effect free enough to evaluate twice (a guard re-reads its operand).
 _PURE_CALLS = frozenset({"abs", "all", "any", "bool", "float", "int", "len", "max", "min", "sum"})
@@ -31,7 +38,6 @@ _MUTATING = frozenset(
     "update".split()
 )
 _NEVER_NONE = (ast.Constant, ast.JoinedStr, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.BinOp)
-_ATOMS = (ast.Name, ast.Attribute, ast.Subscript, ast.Call, ast.Constant, ast.List, ast.Dict)
 _OPERATORS: dict[str, type[ast.operator]] = {
     "+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div, "//": ast.FloorDiv, "%": ast.Mod,
     "**": ast.Pow, "@": ast.MatMult, "<<": ast.LShift, ">>": ast.RShift, "&": ast.BitAnd,
@@ -43,80 +49,10 @@ _OPERAND_TYPES = re.compile(r"unsupported operand type\(s\) for ([^:]+): '(\w+)'
 
 
 @dataclass
-class _Edit:
-    """Replace `node`'s source with `template(render)`; `render` applies the edits inside it."""
-
-    node: ast.expr
-    template: Callable[[Render], str]
-
-
-@dataclass
 class _Rewrite:
-    edits: list[_Edit]
+    edits: list[Edit]
     cause: str
     action: str
-
-
-class _Site:
-    """The failing line of a file: its innermost statement and the expressions on that line."""
-
-    def __init__(self, location: SourceLocation, tree: ast.Module) -> None:
-        self.location = location
-        self.text = location.text
-        self.line = location.lineno
-        self.parents = {
-            child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)
-        }
-        covering = [
-            node
-            for node in ast.walk(tree)
-            if isinstance(node, ast.stmt) and node.lineno <= self.line <= (node.end_lineno or 0)
-        ]
-        # ast.walk goes breadth first: the last statement covering the line is the innermost.
-        self.stmt: ast.stmt | None = covering[-1] if covering else None
-        self.nodes: list[ast.AST] = []
-        stack = list(ast.iter_child_nodes(self.stmt)) if self.stmt else []
-        while stack:
-            node = stack.pop()
-            if isinstance(node, ast.stmt):
-                continue
-            stack.extend(ast.iter_child_nodes(node))
-            start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
-            if start is not None and end is not None and start <= self.line <= end:
-                self.nodes.append(node)
-        self.nodes.sort(key=lambda n: (getattr(n, "lineno", 0), getattr(n, "col_offset", 0)))
-        self._starts = [0]
-        for index, char in enumerate(self.text):
-            if char == "\n":
-                self._starts.append(index + 1)
-
-    def _offset(self, lineno: int, col: int) -> int:
-        start = self._starts[lineno - 1]
-        end = self._starts[lineno] if lineno < len(self._starts) else len(self.text)
-        # ast columns count UTF-8 bytes.
-        return start + len(self.text[start:end].encode("utf-8")[:col].decode("utf-8"))
-
-    def span(self, node: ast.expr) -> tuple[int, int]:
-        start = self._offset(node.lineno, node.col_offset)
-        return start, self._offset(node.end_lineno or node.lineno, node.end_col_offset or 0)
-
-    def source(self, node: ast.expr) -> str:
-        start, end = self.span(node)
-        return self.text[start:end]
-
-    def render(self, start: int, end: int, edits: Sequence[_Edit], skip: _Edit | None) -> str:
-        """Return text[start:end] with every outermost edit inside it (but `skip`) applied."""
-        out: list[str] = []
-        position = start
-        for edit in sorted(edits, key=lambda e: (self.span(e.node)[0], -self.span(e.node)[1])):
-            edit_start, edit_end = self.span(edit.node)
-            if edit is skip or edit_start < position or edit_end > end:
-                continue
-            out.append(self.text[position:edit_start])
-            out.append(edit.template(lambda n, e=edit: self.render(*self.span(n), edits, e)))
-            position = edit_end
-        out.append(self.text[position:end])
-        return "".join(out)
 
 
 def _pure(node: ast.AST) -> bool:
@@ -130,51 +66,11 @@ def _pure(node: ast.AST) -> bool:
     return True
 
 
-def _operand(render: Render, node: ast.expr) -> str:
-    text = render(node)
-    return text if isinstance(node, _ATOMS) else f"({text})"
-
-
-def _bare_ok(node: ast.AST, parent: ast.AST | None) -> bool:
-    """Return whether a conditional expression may stand here without parentheses."""
-    if isinstance(parent, ast.Call):
-        return node in parent.args
-    if isinstance(parent, (ast.Assign, ast.AnnAssign, ast.Return, ast.keyword)):
-        return parent.value is node
-    if isinstance(parent, ast.Dict):
-        return node in parent.values
-    return isinstance(parent, (ast.List, ast.Tuple, ast.Set))
-
-
-def _conditional(site: _Site, node: ast.expr, test: ast.expr, suffix: str, fallback: str) -> _Edit:
-    """Return an edit making `node` into `node if test<suffix> else fallback`."""
-    bare = _bare_ok(node, site.parents.get(node))
-
-    def template(render: Render) -> str:
-        text = f"{render(node)} if {_operand(render, test)}{suffix} else {fallback}"
-        return text if bare else f"({text})"
-
-    return _Edit(node, template)
-
-
-def _chain_top(site: _Site, node: ast.expr) -> ast.expr:
-    """Return the outermost attribute, subscript or call built on `node` (`x[0].a.b()`)."""
-    top = node
-    while True:
-        parent = site.parents.get(top)
-        if isinstance(parent, (ast.Attribute, ast.Subscript)) and parent.value is top:
-            top = parent
-        elif isinstance(parent, ast.Call) and parent.func is top:
-            top = parent
-        else:
-            return top
-
-
 def _loaded(node: ast.AST) -> bool:
     return not isinstance(getattr(node, "ctx", ast.Load()), (ast.Store, ast.Del))
 
 
-def _none_fits(site: _Site, node: ast.expr) -> bool:
+def _none_fits(site: Site, node: ast.expr) -> bool:
     """Return whether None may stand in for `node` without failing right where it is used."""
     parent = site.parents.get(node)
     if isinstance(parent, (ast.BinOp, ast.Starred, ast.AugAssign)):
@@ -189,7 +85,7 @@ def _none_fits(site: _Site, node: ast.expr) -> bool:
     )
 
 
-def _key_default(site: _Site, message: str) -> _Rewrite | None:
+def _key_default(site: Site, message: str) -> _Rewrite | None:
     try:
         key = ast.literal_eval(message.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -209,9 +105,9 @@ def _key_default(site: _Site, message: str) -> _Rewrite | None:
         suffix = f", {default}" if default else ""
 
         def template(render: Render, node: ast.Subscript = node, suffix: str = suffix) -> str:
-            return f"{_operand(render, node.value)}.get({render(node.slice)}{suffix})"
+            return f"{operand(render, node.value)}.get({render(node.slice)}{suffix})"
 
-        edits.append(_Edit(node, template))
+        edits.append(Edit(node, template))
     if not edits:
         return None
     return _Rewrite(
@@ -221,7 +117,7 @@ def _key_default(site: _Site, message: str) -> _Rewrite | None:
     )
 
 
-def _neutral_default(site: _Site, node: ast.AST) -> str:
+def _neutral_default(site: Site, node: ast.AST) -> str:
     """Return the default a missing value obviously takes where it is used, else ''."""
     parent = site.parents.get(node)
     if isinstance(parent, ast.BinOp) and isinstance(parent.op, (ast.Add, ast.Sub)):
@@ -240,7 +136,7 @@ def _neutral_default(site: _Site, node: ast.AST) -> str:
     return ""
 
 
-def _none_attribute(site: _Site, message: str) -> _Rewrite | None:
+def _none_attribute(site: Site, message: str) -> _Rewrite | None:
     match = _NONE_ATTRIBUTE.search(message)
     if match is None:
         return None
@@ -255,7 +151,7 @@ def _none_attribute(site: _Site, message: str) -> _Rewrite | None:
     ]
     if not found or name in _MUTATING:
         return None
-    edits: list[_Edit] = []
+    edits: list[Edit] = []
     for node in found:
         value = node.value
         parent = site.parents.get(node)
@@ -264,14 +160,14 @@ def _none_attribute(site: _Site, message: str) -> _Rewrite | None:
         if called and empty is not None:
 
             def template(render: Render, value: ast.expr = value, empty: str = empty) -> str:
-                return f"({_operand(render, value)} or {empty})"
+                return f"({operand(render, value)} or {empty})"
 
-            edits.append(_Edit(value, template))
+            edits.append(Edit(value, template))
             continue
-        top = _chain_top(site, node)
+        top = chain_top(site, node)
         if not _pure(value) or not _loaded(top) or not _none_fits(site, top):
             return None
-        edits.append(_conditional(site, top, value, " is not None", "None"))
+        edits.append(conditional(site, top, value, " is not None", "None"))
     value_text = site.source(found[0].value)
     return _Rewrite(
         edits,
@@ -280,7 +176,7 @@ def _none_attribute(site: _Site, message: str) -> _Rewrite | None:
     )
 
 
-def _zero_division(site: _Site, message: str) -> _Rewrite | None:
+def _zero_division(site: Site, message: str) -> _Rewrite | None:
     edits = []
     for node in site.nodes:
         if not isinstance(node, ast.BinOp) or not isinstance(
@@ -301,7 +197,7 @@ def _zero_division(site: _Site, message: str) -> _Rewrite | None:
         if not _pure(node.right):
             return None
         fallback = "0.0" if isinstance(node.op, ast.Div) else "0"
-        edits.append(_conditional(site, node, node.right, "", fallback))
+        edits.append(conditional(site, node, node.right, "", fallback))
     if not edits:
         return None
     first = edits[0].node
@@ -313,7 +209,7 @@ def _zero_division(site: _Site, message: str) -> _Rewrite | None:
     )
 
 
-def _none_operand(site: _Site, message: str) -> _Rewrite | None:
+def _none_operand(site: Site, message: str) -> _Rewrite | None:
     match = _OPERAND_TYPES.search(message)
     if match is None:
         return None
@@ -338,7 +234,7 @@ def _none_operand(site: _Site, message: str) -> _Rewrite | None:
     if not operands:
         return None
     edits = [
-        _Edit(node, lambda render, n=node: f"({_operand(render, n)} or {default})")
+        Edit(node, lambda render, n=node: f"({operand(render, n)} or {default})")
         for node in operands
     ]
     return _Rewrite(
@@ -348,10 +244,10 @@ def _none_operand(site: _Site, message: str) -> _Rewrite | None:
     )
 
 
-def _index_guard(site: _Site, message: str) -> _Rewrite | None:
+def _index_guard(site: Site, message: str) -> _Rewrite | None:
     if "index out of range" not in message:
         return None
-    edits: list[_Edit] = []
+    edits: list[Edit] = []
     seqs: list[ast.expr] = []
     for node in site.nodes:
         if not isinstance(node, ast.Subscript) or not _loaded(node):
@@ -365,10 +261,10 @@ def _index_guard(site: _Site, message: str) -> _Rewrite | None:
             continue
         if index.value != wanted or not _pure(node.value):
             continue
-        top = _chain_top(site, node)
+        top = chain_top(site, node)
         if not _loaded(top) or not _none_fits(site, top) or any(e.node is top for e in edits):
             continue
-        edits.append(_conditional(site, top, node.value, "", "None"))
+        edits.append(conditional(site, top, node.value, "", "None"))
         seqs.append(node.value)
     if not edits:
         return None
@@ -379,45 +275,21 @@ def _index_guard(site: _Site, message: str) -> _Rewrite | None:
     )
 
 
-def _lines(text: str) -> list[str]:
-    parts = text.split("\n")
-    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-
-
-def unified_diff(path: str, old: str, new: str) -> str:
-    """Return a git-applicable unified diff of one file, three lines of context."""
-    out = []
-    for line in difflib.unified_diff(_lines(old), _lines(new), f"a/{path}", f"b/{path}", n=3):
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(out)
-
-
-_Rule = Callable[[_Site, str], _Rewrite | None]
+_Rule = Callable[[Site, str], _Rewrite | None]
 
 
 def _make(name: str, rule: _Rule) -> Callable[[str, SourceLocation], RuleFix | None]:
     def run(message: str, location: SourceLocation) -> RuleFix | None:
         """Return this rule's fix of the error at the location, or None."""
-        text = location.text
-        if text.count("\r") != text.count("\r\n"):
-            return None  # lone carriage returns: ast's lines would not be ours
-        try:
-            site = _Site(location, ast.parse(text))
-        except (SyntaxError, ValueError, RecursionError):
+        site = site_at(location)
+        if site is None or site.stmt is None or (rewrite := rule(site, message)) is None:
             return None
-        rewrite = rule(site, message) if site.stmt is not None else None
-        if rewrite is None:
-            return None
-        new = site.render(0, len(text), rewrite.edits, None)
-        try:
-            ast.parse(new)
-        except (SyntaxError, ValueError, RecursionError):
-            return None
-        if new == text:
+        new = site.apply(rewrite.edits)
+        if new is None or new == location.text:
             return None
         first = rewrite.edits[0].node
         before = site.source(first)
-        after = site.render(*site.span(first), rewrite.edits, None)
+        after = site.rendered(first, rewrite.edits)
         more = f" (and {len(rewrite.edits) - 1} more on the line)" if len(rewrite.edits) > 1 else ""
         where = f"{location.path} line {location.lineno}"
         if location.function:
@@ -425,7 +297,7 @@ def _make(name: str, rule: _Rule) -> Callable[[str, SourceLocation], RuleFix | N
         return RuleFix(
             rule=name,
             path=location.path,
-            diff=unified_diff(location.path, text, new),
+            diff=unified_diff(location.path, location.text, new),
             root_cause=f"At {where}, {rewrite.cause}.",
             explanation=f"The {name} rule rewrites `{before}` as `{after}`{more}: "
             f"{rewrite.action}.",

@@ -94,15 +94,24 @@ def validate_diff(
         if not before.started:
             return check, Verification(detail=f"not run: unpatched, {before.error}")
         after = run_test_in(copy, test, settings)
-    verdict = "fails before, passes after" if after.status == "passed" else "does not fix it"
-    return check, Verification(
+    verification = Verification(
         ran=True,
-        detail=f"{test.name}: {before.status} before the change, {after.status} after ({verdict})",
         before=before.status,
         before_error=before.error,
         after=after.status,
         after_error=after.error,
     )
+    verification.detail = f"{test.name}: {before.status} before the change, {after.status} after"
+    verification.detail += f" ({_verdict(verification)})"
+    return check, verification
+
+
+def _verdict(verification: Verification) -> str:
+    if verification.fixed:
+        return "fails before, passes after"
+    if verification.before == ExecutionStatus.PASSED:
+        return "it passed before the change too: the failure did not reproduce"
+    return "does not fix it"
 
 
 def _not_runnable(test: RegressionTest | None, settings: Settings) -> str:

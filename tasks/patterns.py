@@ -19,6 +19,8 @@ from models.heal_tables import ErrorPattern, FixProposal
 from models.schemas import utcnow
 from models.tables import Signature
 
+_MESSAGE_PREFIX = 200  # re.escape at most doubles it: well inside the 1,024-character column
+
 __all__ = [
     "confidence_from",
     "learn_from",
@@ -84,14 +86,15 @@ def _identity(proposal: FixProposal, signature: Signature) -> tuple[str, str, st
     if proposal.fix_rule:
         # A rule decides for itself whether a line fits, so it covers every message of the type.
         return (
-            f"{signature.error_type}: {proposal.fix_rule}",
+            f"{signature.error_type[:160]}: {proposal.fix_rule}",
             "",
             f"{signature.error_type} fixed by the offline rule '{proposal.fix_rule}'.",
         )
     # A model's diff is specific: it covers the same message, and is re-applied only where it fits.
+    # The message's start is enough to tell it apart, and escaped it still fits its column.
     return (
-        f"{signature.error_type}: {signature.fingerprint[:12]}",
-        re.escape(signature.message[:900]),
+        f"{signature.error_type[:160]}: {signature.fingerprint[:12]}",
+        re.escape(signature.message[:_MESSAGE_PREFIX]),
         proposal.root_cause[:2_000],
     )
 

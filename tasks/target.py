@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -35,14 +36,21 @@ def _tail(log: Path) -> str:
     return text[-_LOG_TAIL_CHARS:].strip()
 
 
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)  # its own session: a wrapper's children go too
+    except ProcessLookupError:
+        pass
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=10)
+    _signal_group(process, signal.SIGKILL)  # anything of the group that outlived its leader
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
@@ -52,7 +60,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path, timeout
             if process.poll() is not None:
                 raise TargetError(f"the copy exited with {process.returncode}: {_tail(log)}")
             try:
-                if client.get(url).status_code < 500:
+                if client.get(url).is_success:
                     return
             except httpx.TransportError:
                 pass
@@ -80,7 +88,12 @@ def running_target(
         with log.open("wb") as out:
             try:
                 process = subprocess.Popen(
-                    argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT
+                    argv,
+                    cwd=workdir,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             except OSError as error:
                 raise TargetError(f"cannot start {argv[0]!r}: {error}") from error

@@ -8,10 +8,8 @@ copy answers again) and propose nothing for the others.
 from __future__ import annotations
 
 import json
-import os
-import socket
+import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from examples.seeded_bugs import SEEDED_BUGS, SeededBug, apply_bug, seed_repo
 from models.fixes import SourceLocation
 from tasks.fix_rules import propose_rule_fix
 from tasks.source_context import locations
+from tasks.target import running_target
 
 # Which offline rule is expected to fix each fixable bug.
 EXPECTED_RULE = {
@@ -35,7 +34,6 @@ EXPECTED_RULE = {
     "storefront-threshold-required": "key_default",
     "quality-report-last-completed": "index_guard",
 }
-START_TIMEOUT_S = 20.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,10 +41,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class CopiedService:
     """A copy of the sample service serving from its own directory, reporting to JSON lines."""
 
-    repo: Path
     reports: Path
     base_url: str
-    process: subprocess.Popen[bytes]
 
     def send(self, bug: SeededBug) -> httpx.Response:
         """Send the bug's trigger request."""
@@ -66,50 +62,15 @@ class CopiedService:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @contextmanager
 def serve_copy(repo: Path, reports: Path) -> Iterator[CopiedService]:
     """Run `python -m examples.sample_service` from the copy until the block ends."""
-    port = _free_port()
-    log_path = reports.parent / f"{reports.name}.log"
-    # PYTHONPATH and the working directory make Python import the copy, not the project.
-    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "examples.sample_service", "--port", str(port)]
-    command += ["--report-dir", str(reports), "--flush-interval", "0.2"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the service exited early:\n{log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the service never answered:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.05)
-        yield CopiedService(repo, reports, base_url, process)
-    finally:
-        _stop(process)
+    command = (
+        "{python} -m examples.sample_service --port {port}"
+        f" --report-dir {shlex.quote(str(reports))} --flush-interval 0.2"
+    )
+    with running_target(repo, command=command, health_path="/api/health", timeout_s=30) as url:
+        yield CopiedService(reports, url)
 
 
 @pytest.fixture(scope="module")

@@ -106,10 +106,44 @@ def build_deployments() -> list[Any]:
 
 
 def serve_all() -> None:
-    """Serve every deployment until interrupted (serve pauses its deployments on exit)."""
-    from prefect import serve
+    """Serve every deployment until Ctrl-C or SIGTERM; either way their schedules are paused."""
+    import asyncio
 
-    serve(*build_deployments())
+    from prefect.runner import Runner
+
+    class _Runner(Runner):
+        loop: asyncio.AbstractEventLoop | None = None
+        stop_requested = False
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            # Prefect 3.8's own handler exits the process from inside the signal handler, which
+            # cuts the pausing of the schedules short. Stop the runner's loops instead: it then
+            # leaves the way it does on Ctrl-C, pausing every deployment it served first.
+            self.stop_requested = True
+            if self.started and self.loop is not None:
+                self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.astop()))
+
+    runner = _Runner(pause_on_shutdown=True)
+    deployments = build_deployments()
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+
+    async def run() -> None:
+        runner.loop = asyncio.get_running_loop()
+        serving = asyncio.ensure_future(runner.start())
+        while not runner.started and not serving.done():
+            await asyncio.sleep(0.1)
+        if runner.stop_requested and runner.started:  # SIGTERM while it was starting
+            await runner.astop()
+        await serving
+
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+    print(f"serving {len(deployments)} deployment(s): {names}", flush=True)
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    print("stopped; the served deployments are paused", flush=True)
 
 
 if __name__ == "__main__":

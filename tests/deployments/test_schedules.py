@@ -7,21 +7,11 @@ silently creates no runs at all, which is what this test exists to catch.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import httpx
-import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import (
     DeploymentFilter,
@@ -35,92 +25,10 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
 from deployments.serve import REGRESSION_SUITE_CRON, build_deployments
+from tests.deployments.prefect_server import PrefectServer
 
-STARTUP_TIMEOUT = 60.0
 SCHEDULE_TIMEOUT = 60.0
 MIN_RUNS = 3  # the scheduler's default min_runs: at least this many future runs per deployment
-
-
-@dataclass(frozen=True)
-class PrefectServer:
-    api_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server_env(home: Path) -> dict[str, str]:
-    # No inherited PREFECT_* at all: no API URL, no database URL, no profile. The server gets
-    # its own PREFECT_HOME and so its own SQLite database there.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-        PREFECT_LOGGING_SERVER_LEVEL="INFO",  # the log shows "Scheduled N runs."
-        # Defaults are 60 s (every deployment) and 5 s (recently changed deployments).
-        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
-        PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS="1",
-    )
-    return env
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)  # one SIGTERM stops `prefect server start`
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # its own session, started below
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free port with its own SQLite database; stopped afterwards."""
-    home = tmp_path / "prefect-home"
-    home.mkdir()
-    port = _free_port()
-    server = PrefectServer(f"http://127.0.0.1:{port}/api", tmp_path / "prefect-server.log")
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    with server.log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=_server_env(home),
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prefect server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(f"{server.api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"prefect server not healthy after {STARTUP_TIMEOUT:.0f} s:\n{server.log()}"
-                )
-            time.sleep(0.5)
-        yield server
-    finally:
-        _stop(process)
-        # Shown by pytest only when the test fails.
-        print(f"---- prefect server log ({server.log_path}) ----\n{server.log()}")
 
 
 def _scheduled_runs(deployment_id: UUID) -> list[FlowRun]:

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 __all__ = [
     "Category",
+    "DeploymentStatus",
+    "ExperimentStatus",
     "EventSource",
     "ExecutionStatus",
     "FixStatus",
@@ -134,3 +136,24 @@ class RiskLevel(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+
+
+class DeploymentStatus(StrEnum):
+    """Where a deployment stands (seed: deployment_logs)."""
+
+    PENDING = "pending"
+    REFUSED = "refused"  # the readiness gate said no: nothing was triggered
+    DEPLOYING = "deploying"
+    WATCHING = "watching"
+    SUCCEEDED = "succeeded"  # promoted after a healthy watch
+    FAILED = "failed"  # the target reported failure
+    ROLLED_BACK = "rolled_back"
+
+
+class ExperimentStatus(StrEnum):
+    """Where a fix experiment stands (seed 002's A/B for fixes)."""
+
+    RUNNING = "running"
+    DECIDED = "decided"  # one variant is significantly better
+    INCONCLUSIVE = "inconclusive"  # the maximum sample was reached without a difference
+    FAILED = "failed"

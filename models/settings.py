@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ClassificationRule", "Environment", "Settings", "get_settings"]
+__all__ = [
+    "ClassificationRule",
+    "DeployTarget",
+    "Environment",
+    "HttpProbe",
+    "Settings",
+    "get_settings",
+]
 
 DEFAULT_DATA_DIR = Path(".immunity")
 
@@ -32,6 +40,44 @@ class ClassificationRule(BaseModel):
         default_factory=list, description="Case-insensitive regular expressions over the message."
     )
     status_codes: list[int] = Field(default_factory=list, description="HTTP status codes.")
+
+
+class HttpProbe(BaseModel):
+    """A health probe: GET a URL, expect a status within a latency."""
+
+    name: str
+    url: str
+    expected_status: int = 200
+    max_latency_ms: float = Field(default=2_000, gt=0)
+
+
+class DeployTarget(BaseModel):
+    """Where a deployment goes; which fields matter depends on `kind`."""
+
+    kind: Literal["local_command", "github_actions", "vercel", "webhook"]
+    environment: str = Field(
+        default="production", description="The immunity environment this target serves."
+    )
+    # local_command: the target restarted from a worktree of `repo` at the ref, on `port`.
+    command: str = "{python} -m examples.sample_service --port {port}"
+    port: int | None = Field(default=None, ge=1, le=65_535)
+    health_path: str = "/api/health"
+    repo: Path | None = Field(default=None, description="Default: IMMUNITY_REPO_PATH.")
+    # github_actions: workflow_dispatch, then the workflow run followed to its conclusion.
+    api_url: str = "https://api.github.com"
+    repository: str = Field(default="", description="owner/name")
+    workflow: str = Field(default="", description="The workflow file name or id.")
+    branch: str = "main"
+    ref_input: str = Field(default="ref", description="The workflow input that gets the ref.")
+    token: SecretStr | None = None
+    # vercel: a deploy hook, then the deployment's state followed (needs a token and project).
+    hook_url: str = ""
+    project_id: str = ""
+    team_id: str = ""
+    # webhook: a JSON POST; a 2xx means deployed.
+    url: str = ""
+    timeout_s: float = Field(default=900, gt=0)
+    poll_interval_s: float = Field(default=5, gt=0)
 
 
 class Settings(BaseSettings):
@@ -174,6 +220,39 @@ class Settings(BaseSettings):
         default=False, description="Suspend (not pause) while waiting: for deployments only."
     )
     fix_branch_prefix: str = "immunity/fix-"
+
+    # Deploy loop (issue 7): readiness gate, targets, the watch after a deployment.
+    readiness_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "workflow": 40,
+            "ui": 30,
+            "health": 20,
+            "database": 5,
+            "queue": 5,
+        },
+        description="Seed 003's weights; a part that cannot be measured gives its weight away.",
+    )
+    health_probes: list[HttpProbe] = Field(default_factory=list)
+    queue_address: str | None = Field(default=None, description="host:port of a queue/broker.")
+    deploy_targets: dict[str, DeployTarget] = Field(default_factory=dict)
+    deploy_target: str | None = Field(
+        default=None, description="Where an approved and verified fix is deployed (none: not)."
+    )
+    deploy_min_readiness: float = Field(default=95, ge=0, le=100)
+    deploy_watch_s: float = Field(
+        default=300, gt=0, description="How long a deployment is watched."
+    )
+    deploy_watch_interval_s: float = Field(default=30, gt=0)
+    deploy_max_rate_increase: float = Field(
+        default=0.1, ge=0, le=1, description="A failure-rate rise above this rolls back."
+    )
+    deploy_smoke_types: list[str] = Field(default_factory=lambda: ["smoke"])
+    suspect_window_minutes: float = Field(
+        default=60, gt=0, description="A signature first seen this soon after a deploy is linked."
+    )
+    experiment_alpha: float = Field(default=0.05, gt=0, lt=1)
+    experiment_min_samples: int = Field(default=20, ge=1)
+    experiment_max_samples: int = Field(default=200, ge=1)
 
     environments: dict[str, Environment] = Field(
         default_factory=lambda: {

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from models.deploy_tables import Deployment, Experiment, ExperimentResult
 from models.enums import SignatureStatus, TestKind, TestType
 from models.heal_tables import ErrorPattern, FixEvent, FixProposal
 from models.schemas import utcnow
@@ -15,7 +16,10 @@ from models.types import json_column, utc_column
 
 __all__ = [
     "Alert",
+    "Deployment",
     "ErrorPattern",
+    "Experiment",
+    "ExperimentResult",
     "FailureEvent",
     "FixEvent",
     "FixProposal",

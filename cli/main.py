@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import alerts, fixes, ingest_log, regress, service, stack
+from cli import alerts, deploys, experiments, fixes, ingest_log, readiness, regress, service, stack
 from cli.render import signatures_table, tests_table, unverified_table
 
 app = typer.Typer(
@@ -24,6 +24,9 @@ ingest_log.register(app)
 regress.register(app, tests_app)
 fixes.register(app)
 stack.register(app)
+deploys.register(app)
+readiness.register(app)
+experiments.register(app)
 
 console = Console()
 errors = Console(stderr=True)
@@ -83,6 +86,7 @@ def generate() -> None:
     console.print(f"{sum(g.created for g in generated)} test(s) created")
 
 
+@app.command("failures", help="Alias of `signatures`.")
 @app.command("signatures")
 def signatures(limit: Annotated[int, typer.Option(help="How many to show.")] = 50) -> None:
     """List signatures, most recently seen first."""

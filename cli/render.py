@@ -33,6 +33,7 @@ def signatures_table(signatures: Sequence[Signature], title: str = "Signatures")
         "seen",
         "status",
         "test",
+        "suspect deploy",
         "culprit",
     ):
         table.add_column(column, overflow="fold")
@@ -46,6 +47,7 @@ def signatures_table(signatures: Sequence[Signature], title: str = "Signatures")
             str(s.occurrence_count),
             s.status,
             str(s.test_id) if s.test_id else (s.untestable_reason or "—"),
+            f"#{s.suspect_deployment_id}" if s.suspect_deployment_id else "—",
             s.culprit,
         )
     return table

@@ -30,9 +30,11 @@ def build_deployments() -> list[Any]:
     """Return the deployments of the flows built so far (each later loop adds its own)."""
     from prefect.schedules import Schedule
 
+    from flows.deploy import deploy
+    from flows.experiment import run_experiment
     from flows.generate import generate_regression_tests
     from flows.heal import propose_fix
-    from flows.health import check_health
+    from flows.health import check_health, check_readiness
     from flows.ingest import ingest_failures, ingest_file, ingest_successes
     from flows.regress import run_regression_suite
     from flows.ui import run_ui_suite
@@ -101,6 +103,32 @@ def build_deployments() -> list[Any]:
                 " The regression suite starts it for tests that keep failing."
             ),
             tags=["heal"],
+        ),
+        check_readiness.to_deployment(
+            name="readiness-check",
+            description=(
+                "The production-readiness score (workflow tests 40, UI tests 30, service health 20,"
+                " database 5, queue 5) with its band; the `readiness` artifact."
+            ),
+            tags=["health"],
+        ),
+        deploy.to_deployment(
+            name="deploy",
+            description=(
+                "Deploy a ref or an approved fix behind the readiness gate, watch the fix's test,"
+                " the smoke suite and the failure rate, then promote it or roll it back. The heal"
+                " loop starts it for a verified fix when IMMUNITY_DEPLOY_TARGET is set."
+            ),
+            tags=["deploy"],
+        ),
+        run_experiment.to_deployment(
+            name="fix-experiment",
+            description=(
+                "A/B of two fix variants, each deployed to its own target: the affected tests run"
+                " against both in rounds until Fisher's exact test (or the beta-binomial"
+                " posterior) decides; the winner can be promoted through the deploy flow."
+            ),
+            tags=["deploy", "experiment"],
         ),
     ]
 

@@ -27,6 +27,7 @@ from tasks.heal import (
     learn,
     pending_for_run,
     publish_proposal,
+    refreshed,
     validate_and_record,
     verify_applied_fix,
 )
@@ -131,4 +132,14 @@ def propose_fix(
         applied = verify_applied_fix(proposal.id)
     if applied.status in (FixStatus.VERIFIED, FixStatus.FAILED):
         learn(proposal.id, applied.status == FixStatus.VERIFIED)
+    if applied.status == FixStatus.VERIFIED and settings.deploy_target:
+        from flows.deploy import deploy  # the deploy loop, when a target is configured
+
+        deployed = deploy(fix_id=proposal.id, triggered_by=decided.reviewer or "immunity")
+        logger.info(
+            "fix #%s deployment #%s: %s", proposal.id, deployed.deployment_id, deployed.status
+        )
+        if deployed.status == "rolled_back":
+            learn(proposal.id, False)
+        applied = refreshed(proposal.id)
     return _outcome(signature_id, applied, refused)

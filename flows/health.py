@@ -1,4 +1,4 @@
-"""The health loop (seed 001's checkHealthMetrics): failure rate over the window, then alerts."""
+"""The health loop (seed 001's checkHealthMetrics) and the readiness score (seed 003)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import timedelta
 from prefect import flow, get_run_logger
 
 from models.enums import Severity
+from models.readiness import Readiness
 from models.reports import AlertOutcome, HealthReport
 from models.schemas import utcnow
 from models.settings import get_settings
@@ -19,8 +20,9 @@ from tasks.health import (
     publish_health,
     should_alert,
 )
+from tasks.readiness_tasks import measure, publish_readiness
 
-__all__ = ["check_health"]
+__all__ = ["check_health", "check_readiness"]
 
 
 @flow(name="health-check")
@@ -122,3 +124,28 @@ def check_health(environment: str | None = None) -> HealthReport:
         if outcome.error:
             logger.warning("alert %s: %s", outcome.key, outcome.error)
     return report
+
+
+@flow(name="readiness-check")
+def check_readiness(environment: str | None = None) -> Readiness:
+    """Score production readiness 0–100 and publish it as the `readiness` artifact.
+
+    Parts (seed 003's weights, `IMMUNITY_READINESS_WEIGHTS`): workflow and scenario tests, UI
+    tests, service health, the database, the queue. A part that cannot be measured gives its weight
+    to the others, and the readiness says so in its notes.
+
+    Args:
+        environment: Judge the tests by their latest run there (default: their latest anywhere).
+    """
+    readiness = measure(environment)
+    publish_readiness(readiness)
+    logger = get_run_logger()
+    logger.info(
+        "readiness %.1f (%s); %d critical test(s) failing",
+        readiness.score,
+        readiness.band,
+        len(readiness.critical_failures),
+    )
+    for note in readiness.notes:
+        logger.info("note: %s", note)
+    return readiness

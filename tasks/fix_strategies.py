@@ -19,12 +19,14 @@ from models.heal_tables import ErrorPattern
 from tasks.fix_prompt import build_messages
 from tasks.fix_rules import apply_rule, propose_rule_fix
 from tasks.git_history import last_change, last_file_change, reverse_diff, subject
+from tasks.git_repo import git_output
 from tasks.llm import ask_for_fix
 
 __all__ = [
     "CHAIN",
     "RULE_CONFIDENCE",
     "ai_candidate",
+    "deployment_rollback_candidate",
     "pattern_candidates",
     "rollback_candidate",
     "rule_candidate",
@@ -133,6 +135,25 @@ def _suspect(
         if commit and diff:
             return commit, diff, f"{location.path} (a frame of the error) was last changed by"
     return None
+
+
+def deployment_rollback_candidate(
+    repo: Path, deployment_id: int, ref: str, previous_ref: str
+) -> Candidate | None:
+    """Return the change that takes the code back from a suspect deployment to the one before."""
+    diff = git_output(repo, "diff", "--no-color", "--no-ext-diff", ref, previous_ref)
+    if not diff:
+        return None
+    return Candidate(
+        strategy=FixStrategy.ROLLBACK,
+        diff=diff,
+        root_cause=f"The signature was first seen soon after deployment #{deployment_id}"
+        f" ({ref[:12]}), which is suspected of introducing it.",
+        explanation=f"Roll the code back from {ref[:12]} to {previous_ref[:12]} (deployed before).",
+        confidence=ROLLBACK_CONFIDENCE,
+        claimed_risk=RiskLevel.MEDIUM,
+        claimed_reasons=["a rollback also undoes whatever else that deployment changed"],
+    )
 
 
 def rollback_candidate(

@@ -16,7 +16,7 @@ from models.fixes import Approval, Candidate, DiffCheck, FixContext, SourceLocat
 from models.heal_tables import FixProposal
 from models.schemas import utcnow
 from models.settings import Settings, get_settings
-from models.tables import Signature
+from models.tables import Deployment, Signature
 from tasks.fix_checks import assess_risk
 from tasks.fix_context import gather_context, signature_test
 from tasks.fix_report import proposal_markdown
@@ -28,6 +28,7 @@ from tasks.fix_store import (
 )
 from tasks.fix_strategies import (
     ai_candidate,
+    deployment_rollback_candidate,
     pattern_candidates,
     rollback_candidate,
     rule_candidate,
@@ -46,6 +47,7 @@ __all__ = [
     "learn",
     "pending_for_run",
     "publish_proposal",
+    "refreshed",
     "validate_and_record",
     "verify_applied_fix",
 ]
@@ -58,6 +60,15 @@ _NO_CACHE = {"cache_policy": NO_CACHE}
 
 def _repo(settings: Settings) -> Path | None:
     return settings.repo_path
+
+
+def _suspect_deployment(signature_id: int) -> Deployment | None:
+    """Return the deployment the signature is suspected to come from, if one is linked."""
+    with Session(get_engine()) as session:
+        signature = session.get(Signature, signature_id)
+        if signature is None or signature.suspect_deployment_id is None:
+            return None
+        return session.get(Deployment, signature.suspect_deployment_id)
 
 
 @task(name="gather-fix-context", **DB_TASK_OPTIONS)
@@ -106,8 +117,14 @@ def candidates_for(
             return []
         return [found_ai] if found_ai is not None else []
     if strategy == FixStrategy.ROLLBACK and repo is not None and base_ref is not None:
-        found_rollback = rollback_candidate(repo, base_ref, found)
-        return [found_rollback] if found_rollback is not None else []
+        suspect = _suspect_deployment(context.signature.id)
+        found_rollback = [
+            deployment_rollback_candidate(repo, suspect.id, suspect.ref, suspect.previous_ref)
+            if suspect is not None and suspect.id is not None and suspect.previous_ref
+            else None,
+            rollback_candidate(repo, base_ref, found),
+        ]
+        return [c for c in found_rollback if c is not None]
     return []
 
 
@@ -261,6 +278,12 @@ def verify_applied_fix(proposal_id: int) -> FixProposal:
         )
     note = f"{test.name} {outcome.status} on {proposal.branch}: {outcome.error or ''}".strip()
     return transition(engine, proposal_id, FixStatus.FAILED, note=note)
+
+
+@task(name="read-fix-proposal", **DB_TASK_OPTIONS)
+def refreshed(proposal_id: int) -> FixProposal:
+    """Return the proposal as stored now."""
+    return get_proposal(get_engine(), proposal_id)
 
 
 @task(name="learn-from-fix", **DB_TASK_OPTIONS)

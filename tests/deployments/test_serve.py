@@ -27,6 +27,9 @@ def test_every_flow_is_a_deployment_with_its_schedule() -> None:
         "regression-suite",
         "ui-suite",
         "propose-fix",
+        "deploy",
+        "readiness-check",
+        "fix-experiment",
     }
     crons = {name: [s.schedule.cron for s in d.schedules] for name, d in deployments.items()}
     assert crons["generation-sweep"] == [GENERATION_SWEEP_CRON]

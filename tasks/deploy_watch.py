@@ -1,0 +1,122 @@
+"""The watch after a deployment: the fix's test and the smoke suite, the failure rate of real
+traffic and the fixed signature's occurrences, each against the same span before the deployment.
+
+Replays (tests, reproduction checks) are never stored as failure events, so the rates compare real
+traffic only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from models.deploys import WatchReport
+from models.enums import ExecutionStatus
+from models.settings import Settings
+from models.specs import Selection
+from models.tables import FailureEvent, RegressionTest, SuccessEvent
+from tasks.runner import run_any
+from tasks.suite_store import select_cases
+
+__all__ = ["judge", "run_watch_tests", "smoke_test_ids", "traffic_counts"]
+
+_PASSING = {ExecutionStatus.PASSED.value, ExecutionStatus.FLAKY.value}
+
+
+def traffic_counts(
+    engine: Engine,
+    environment: str,
+    start: datetime,
+    end: datetime,
+    signature_id: int | None = None,
+) -> tuple[int, int, int | None]:
+    """Return (failures, successes, the signature's failures) of real traffic in [start, end)."""
+    with Session(engine) as session:
+        failures = session.exec(
+            select(func.count())
+            .select_from(FailureEvent)
+            .where(
+                FailureEvent.environment == environment,
+                col(FailureEvent.received_at) >= start,
+                col(FailureEvent.received_at) < end,
+            )
+        ).one()
+        successes = session.exec(
+            select(func.count())
+            .select_from(SuccessEvent)
+            .where(
+                SuccessEvent.environment == environment,
+                col(SuccessEvent.received_at) >= start,
+                col(SuccessEvent.received_at) < end,
+            )
+        ).one()
+        signature = None
+        if signature_id is not None:
+            signature = session.exec(
+                select(func.count())
+                .select_from(FailureEvent)
+                .where(
+                    FailureEvent.signature_id == signature_id,
+                    col(FailureEvent.received_at) >= start,
+                    col(FailureEvent.received_at) < end,
+                )
+            ).one()
+    return int(failures), int(successes), None if signature is None else int(signature)
+
+
+def smoke_test_ids(engine: Engine, settings: Settings) -> list[int]:
+    """Return the active tests of the smoke types (seed: the smoke suite run after a deploy)."""
+    query = select(RegressionTest.id).where(
+        col(RegressionTest.is_active).is_(True),
+        col(RegressionTest.type).in_(settings.deploy_smoke_types),
+    )
+    with Session(engine) as session:
+        return [test_id for test_id in session.exec(query).all() if test_id is not None]
+
+
+def run_watch_tests(
+    engine: Engine, settings: Settings, environment: str, test_ids: Sequence[int]
+) -> dict[str, str]:
+    """Run the tests against the environment and return name → status."""
+    if not test_ids:
+        return {}
+    cases, unrunnable = select_cases(
+        engine, settings, Selection(ids=list(test_ids), include_inactive=True), environment
+    )
+    results = [*unrunnable, *run_any(cases, settings)]
+    return {result.name: str(result.status) for result in results}
+
+
+def judge(
+    report: WatchReport,
+    *,
+    fix_test: str | None,
+    max_rate_increase: float,
+    min_attempts: int,
+) -> WatchReport:
+    """Return the report with its verdict: healthy unless a check says otherwise (and why)."""
+    reasons: list[str] = []
+    failing = [name for name, status in report.tests.items() if status not in _PASSING]
+    if fix_test is not None and fix_test in failing:
+        reasons.append(f"the fix's regression test {fix_test} {report.tests[fix_test]}")
+    others = sorted(name for name in failing if name != fix_test)
+    if others:
+        reasons.append(f"smoke test(s) failing: {', '.join(others)}")
+    attempts = report.failures_after + report.successes_after
+    rise = report.rate_after - report.rate_before
+    if attempts >= min_attempts and rise > max_rate_increase:
+        reasons.append(
+            f"the failure rate rose from {report.rate_before:.0%} to {report.rate_after:.0%}"
+            f" ({report.failures_after} of {attempts} requests)"
+        )
+    # A straggler reported just after the switch is not a recurrence; as many as before is.
+    before, after = report.signature_before or 0, report.signature_after or 0
+    if after and after >= before:
+        reasons.append(
+            f"the fixed signature still occurs: {report.signature_after} time(s) since the"
+            f" deployment ({report.signature_before} in the span before)"
+        )
+    return report.model_copy(update={"healthy": not reasons, "reasons": reasons})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["TargetError", "running_target"]
+__all__ = ["TargetError", "free_port", "running_target", "wait_healthy"]
 
 _LOG_TAIL_CHARS = 2_000
 
@@ -25,7 +25,7 @@ class TargetError(RuntimeError):
     """The copy could not be started (bad command, crash at start-up, never healthy)."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -53,7 +53,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     _signal_group(process, signal.SIGKILL)  # anything of the group that outlived its leader
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
+def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
@@ -77,7 +77,7 @@ def running_target(
     `command` may use `{python}` (this interpreter) and `{port}` (a free local port); the copy
     runs with `workdir` first on PYTHONPATH so it imports its own code, not an installed one.
     """
-    port = _free_port()
+    port = free_port()
     argv = shlex.split(command.format(python=shlex.quote(sys.executable), port=port))
     if not argv:
         raise TargetError("no command starts the target (IMMUNITY_TARGET_COMMAND is empty)")
@@ -99,7 +99,7 @@ def running_target(
                 raise TargetError(f"cannot start {argv[0]!r}: {error}") from error
             try:
                 base_url = f"http://127.0.0.1:{port}"
-                _wait_healthy(process, base_url + health_path, log, timeout_s)
+                wait_healthy(process, base_url + health_path, log, timeout_s)
                 yield base_url
             finally:
                 _stop(process)

@@ -27,7 +27,7 @@ from models.deploy_targets import TargetOutcome
 from models.settings import DeployTarget, Settings
 from tasks.deploy_targets._common import TargetConfigError, require
 from tasks.git_repo import GitError, git_output, head, is_repo
-from tasks.target import TargetError, _wait_healthy
+from tasks.target import TargetError, wait_healthy
 
 __all__ = ["check_local", "current_ref", "deploy_local", "stop_local", "targets_dir"]
 
@@ -119,7 +119,7 @@ def deploy_local(name: str, target: DeployTarget, ref: str, settings: Settings) 
         _write_pid(folder / f"{name}.pid", process.pid)
         base_url = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(process, base_url + target.health_path, log, target.timeout_s)
+            wait_healthy(process, base_url + target.health_path, log, target.timeout_s)
         except TargetError as error:
             _stop_recorded(folder, name)
             return TargetOutcome(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.deployments.prefect_server import free_port
+from tasks.target import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -38,7 +38,7 @@ from models.tables import RegressionTest, Signature
 from tasks.deploy_targets.local import current_ref, stop_local
 from tasks.git_repo import head
 from tasks.manual_tests import save_definitions
-from tests.deployments.prefect_server import free_port
+from tasks.target import free_port
 from tests.flows.heal_support import AUTH, TOKEN, HealRun, awaiting_proposal, first_bug, wait_for
 from tests.tasks.test_health_alerts import Receiver
 

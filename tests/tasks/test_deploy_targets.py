@@ -20,11 +20,11 @@ from models.settings import DeployTarget, Settings
 from tasks.deploy_targets import TargetConfigError, current_ref, stop_local, trigger_and_follow
 from tasks.deploy_targets.local import targets_dir
 from tasks.deploy_targets.vercel import vercel_api_url
-from tasks.target import _free_port
+from tasks.target import free_port
+from tests.processes import gone, refused
 from tests.standins._json_server import Answer, JsonStandin, Recorded
 from tests.standins.github_server import GitHubStandin
 from tests.standins.vercel_server import BUILD_ERROR, VercelStandin
-from tests.tasks.test_target import _gone, _refused
 
 FAST = {"poll_interval_s": 0.05, "timeout_s": 20}
 SHA = "3f2a9c1d0b7e6a5f4c3b2a1908f7e6d5c4b3a291"
@@ -329,7 +329,7 @@ def test_a_webhook_is_deployed_on_2xx_only(settings: Settings, status: int, ok: 
 
 
 def test_an_unreachable_webhook_fails_with_the_reason(settings: Settings) -> None:
-    target = DeployTarget(kind="webhook", url=f"http://127.0.0.1:{_free_port()}/", timeout_s=0.3)
+    target = DeployTarget(kind="webhook", url=f"http://127.0.0.1:{free_port()}/", timeout_s=0.3)
     outcome = trigger_and_follow("hook", target, SHA, settings)
 
     assert not outcome.ok and "could not be reached" in outcome.detail
@@ -355,7 +355,7 @@ def local(
 ) -> Iterator[tuple[DeployTarget, Settings]]:
     settings = Settings(data_dir=tmp_path / "data", repo_path=service_repo[0])
     target = DeployTarget(
-        kind="local_command", port=_free_port(), timeout_s=60, poll_interval_s=0.05
+        kind="local_command", port=free_port(), timeout_s=60, poll_interval_s=0.05
     )
     yield target, settings
     stop_local("shop", settings)
@@ -386,7 +386,7 @@ def test_a_local_target_moves_from_one_ref_to_another_on_its_port(
     assert second.ok, second.detail
     assert second.ref == buggy and current_ref("shop", settings) == buggy
     assert f"replacing {pristine[:12]}" in second.detail
-    assert _gone(int(first.external_id or 0))
+    assert gone(int(first.external_id or 0))
     assert second.external_url == first.external_url
     assert _status(second.external_url + BUG.url_path) == 500  # the seeded bug, live
 
@@ -396,7 +396,7 @@ def test_a_local_target_moves_from_one_ref_to_another_on_its_port(
     third = trigger_and_follow("shop", target, pristine, settings)
     assert third.ok, third.detail
     assert marker.exists()
-    assert _gone(int(second.external_id or 0))
+    assert gone(int(second.external_id or 0))
     assert _status(f"{third.external_url}{BUG.url_path}") == 200
 
 
@@ -419,8 +419,8 @@ def test_a_ref_that_does_not_start_leaves_nothing_running_and_says_why(
     assert outcome.ref == broken
     assert "did not come up" in outcome.detail and "SyntaxError" in outcome.detail
     assert f"the copy at {buggy[:12]} was stopped first" in outcome.detail
-    assert _gone(int(running.external_id or 0))
-    assert _refused(f"http://127.0.0.1:{target.port}/api/health")
+    assert gone(int(running.external_id or 0))
+    assert refused(f"http://127.0.0.1:{target.port}/api/health")
     assert current_ref("shop", settings) is None
     # Only the worktrees of the last two refs are kept.
     kept = sorted(path.name for path in (targets_dir(settings) / "shop").iterdir())
@@ -438,8 +438,8 @@ def test_stop_local_leaves_nothing_running(
     stop_local("shop", settings)
     stop_local("shop", settings)  # idempotent
 
-    assert _gone(int(outcome.external_id or 0))
-    assert _refused(f"http://127.0.0.1:{target.port}/api/health")
+    assert gone(int(outcome.external_id or 0))
+    assert refused(f"http://127.0.0.1:{target.port}/api/health")
     assert current_ref("shop", settings) is None
     assert not (targets_dir(settings) / "shop.pid").exists()
 

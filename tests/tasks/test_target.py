@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tasks.target import TargetError, running_target
+from tests.processes import gone, refused
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_SERVICE = "{python} -m examples.sample_service --port {port}"
@@ -25,24 +26,6 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), SimpleHTTPRequestHandler).s
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A killed orphan stays a zombie until whoever adopted it reaps it: dead all the same.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def _refused(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=2)
-    except httpx.ConnectError:
-        return True
-    return False
-
-
 def test_the_sample_service_starts_from_the_project_and_answers() -> None:
     with running_target(
         PROJECT_ROOT, command=SAMPLE_SERVICE, health_path="/api/health", timeout_s=30
@@ -50,7 +33,7 @@ def test_the_sample_service_starts_from_the_project_and_answers() -> None:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
         response = httpx.get(f"{url}/api/health", timeout=5)
         assert response.status_code == 200
-    assert _refused(f"{url}/api/health")
+    assert refused(f"{url}/api/health")
 
 
 @pytest.fixture
@@ -65,9 +48,9 @@ def test_the_process_is_gone_after_the_block(recording_server: tuple[Path, str, 
     workdir, command, pid_file = recording_server
     with running_target(workdir, command=command, health_path="/", timeout_s=30) as url:
         pid = int(pid_file.read_text())
-        assert not _gone(pid)
-    assert _gone(pid)
-    assert _refused(url)
+        assert not gone(pid)
+    assert gone(pid)
+    assert refused(url)
 
 
 def test_the_process_is_gone_even_when_the_body_raises(
@@ -80,8 +63,8 @@ def test_the_process_is_gone_even_when_the_body_raises(
     ):
         pid = int(pid_file.read_text())
         raise RuntimeError("the test against it blew up")
-    assert _gone(pid)
-    assert _refused(url)
+    assert gone(pid)
+    assert refused(url)
 
 
 def test_a_command_that_exits_at_once_is_explained_by_its_output(tmp_path: Path) -> None:
@@ -106,7 +89,7 @@ def test_a_command_that_never_gets_healthy_times_out_and_is_stopped(tmp_path: Pa
     assert time.monotonic() - started < 10
     # The output tail is the process's own id: it was stopped, not left sleeping.
     pid = int(str(refused.value).rsplit(": ", 1)[1])
-    assert _gone(pid)
+    assert gone(pid)
 
 
 def test_no_command_or_a_missing_program_is_a_target_error(tmp_path: Path) -> None:
@@ -130,8 +113,8 @@ def test_a_server_started_by_a_wrapper_is_gone_after_the_block(
     try:
         with running_target(workdir, command=wrapped, health_path="/", timeout_s=30) as url:
             pid = int(pid_file.read_text())
-        assert _refused(url)
-        assert _gone(pid)
+        assert refused(url)
+        assert gone(pid)
     finally:
-        if pid_file.exists() and not _gone(pid := int(pid_file.read_text())):
+        if pid_file.exists() and not gone(pid := int(pid_file.read_text())):
             os.kill(pid, signal.SIGTERM)  # the orphan this test made

@@ -91,7 +91,11 @@ class Stack:
         self.prefect_url = f"http://{host}:{prefect_port}"
         self.api_url = f"http://{host}:{api_port}"
         logs.mkdir(parents=True, exist_ok=True)
-        server_env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        # The UI asks this server, whatever port it is on and whatever the shell points at.
+        server_env = {
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_API_URL": f"{self.prefect_url}/api",
+        }
         if prefect_database_url:
             server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url
         # The API and the deployments talk to this server (the API resumes paused runs on it).

@@ -136,6 +136,7 @@ def build_deployments() -> list[Any]:
 def serve_all() -> None:
     """Serve every deployment until Ctrl-C or SIGTERM; either way their schedules are paused."""
     import asyncio
+    import signal
 
     from prefect.runner import Runner
 
@@ -152,6 +153,8 @@ def serve_all() -> None:
                 self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.astop()))
 
     runner = _Runner(pause_on_shutdown=True)
+    # Until the runner installs this handler itself, a SIGTERM would kill the process outright.
+    signal.signal(signal.SIGTERM, runner.handle_sigterm)
     deployments = build_deployments()
     for deployment in deployments:
         runner.add_deployment(deployment)

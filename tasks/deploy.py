@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from models.deploy_targets import TargetOutcome
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -13,6 +12,7 @@ from sqlmodel import Session
 
 from models.db import get_engine
 from models.deploy_tables import Deployment
+from models.deploy_targets import TargetOutcome
 from models.deploys import DeployPlan, GateResult, WatchReport
 from models.enums import FixStatus
 from models.heal_tables import FixProposal
@@ -70,6 +70,12 @@ def plan_deployment(
         reason=reason,
         triggered_by=triggered_by,
     )
+    if plan.environment not in settings.environments:
+        known = ", ".join(sorted(settings.environments)) or "none configured"
+        raise DeployRefusedError(
+            f"target {name!r} serves environment {plan.environment!r}, which is not configured"
+            f" (IMMUNITY_ENVIRONMENTS: {known})"
+        )
     if fix_id is not None:
         with Session(get_engine()) as session:
             fix = session.get(FixProposal, fix_id)
@@ -186,14 +192,12 @@ def watch_once(plan: DeployPlan, deployment: Deployment) -> WatchReport:
     span = now - deployment.deployed_at
     tests = [*smoke_test_ids(engine, settings), *([plan.test_id] if plan.test_id else [])]
     statuses = run_watch_tests(engine, settings, plan.environment, sorted(set(tests)))
+    window = {"bucket_minutes": settings.bucket_minutes}
+    since = deployment.deployed_at
     before = traffic_counts(
-        engine,
-        plan.environment,
-        deployment.deployed_at - span,
-        deployment.deployed_at,
-        plan.signature_id,
+        engine, plan.environment, since - span, since, plan.signature_id, **window
     )
-    after = traffic_counts(engine, plan.environment, deployment.deployed_at, now, plan.signature_id)
+    after = traffic_counts(engine, plan.environment, since, now, plan.signature_id, **window)
     report = WatchReport(
         healthy=True,
         tests=statuses,

@@ -8,7 +8,7 @@ traffic only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
@@ -17,7 +17,7 @@ from models.deploys import WatchReport
 from models.enums import ExecutionStatus
 from models.settings import Settings
 from models.specs import Selection
-from models.tables import FailureEvent, RegressionTest, SuccessEvent
+from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature, SuccessEvent
 from tasks.runner import run_any
 from tasks.suite_store import select_cases
 
@@ -26,24 +26,99 @@ __all__ = ["judge", "run_watch_tests", "smoke_test_ids", "traffic_counts"]
 _PASSING = {ExecutionStatus.PASSED.value, ExecutionStatus.FLAKY.value}
 
 
+def _bucket_estimate(
+    session: Session, signature_id: int, start: datetime, end: datetime, minutes: int
+) -> float:
+    """Return the signature's exact per-bucket counts, prorated to the part inside [start, end)."""
+    width = timedelta(minutes=minutes)
+    rows = session.exec(
+        select(OccurrenceBucket.bucket_start, OccurrenceBucket.count).where(
+            OccurrenceBucket.signature_id == signature_id,
+            col(OccurrenceBucket.bucket_start) < end,
+            col(OccurrenceBucket.bucket_start) > start - width,
+        )
+    ).all()
+    total = 0.0
+    for bucket_start, count in rows:
+        overlap = min(end, bucket_start + width) - max(start, bucket_start)
+        total += count * max(overlap, timedelta(0)) / width
+    return total
+
+
+def _failures(
+    session: Session, environment: str, start: datetime, end: datetime, bucket_minutes: int
+) -> int:
+    """Failures of real traffic in the window, also where a busy signature's samples were pruned.
+
+    Only the newest samples of a signature are kept. Where its oldest kept sample is younger than
+    both the window's start and the signature itself, the span before that sample is read from
+    the exact occurrence buckets, prorated (they count every environment).
+    """
+    in_window = dict(
+        session.exec(
+            select(FailureEvent.signature_id, func.count())
+            .where(
+                FailureEvent.environment == environment,
+                col(FailureEvent.received_at) >= start,
+                col(FailureEvent.received_at) < end,
+            )
+            .group_by(col(FailureEvent.signature_id))
+        ).all()
+    )
+    width = timedelta(minutes=bucket_minutes)
+    bucketed = session.exec(
+        select(OccurrenceBucket.signature_id)
+        .where(
+            col(OccurrenceBucket.bucket_start) < end,
+            col(OccurrenceBucket.bucket_start) > start - width,
+        )
+        .distinct()
+    ).all()
+    candidates = set(in_window) | set(bucketed)
+    oldest = dict(
+        session.exec(
+            select(FailureEvent.signature_id, func.min(FailureEvent.received_at))
+            .where(col(FailureEvent.signature_id).in_(list(candidates) or [-1]))
+            .group_by(col(FailureEvent.signature_id))
+        ).all()
+    )
+    first_seen = dict(
+        session.exec(
+            select(Signature.id, Signature.first_seen).where(
+                col(Signature.id).in_(list(candidates) or [-1])
+            )
+        ).all()
+    )
+    total = 0
+    for signature_id in candidates:
+        counted = in_window.get(signature_id, 0)
+        kept_from, first = _aware(oldest.get(signature_id)), _aware(first_seen.get(signature_id))
+        if kept_from is not None and first is not None and first < kept_from and kept_from > start:
+            gap = _bucket_estimate(
+                session, signature_id, start, min(kept_from, end), bucket_minutes
+            )
+            counted += round(gap)
+        total += counted
+    return total
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive timestamps from aggregates; the store writes UTC.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
 def traffic_counts(
     engine: Engine,
     environment: str,
     start: datetime,
     end: datetime,
     signature_id: int | None = None,
+    *,
+    bucket_minutes: int = 5,
 ) -> tuple[int, int, int | None]:
     """Return (failures, successes, the signature's failures) of real traffic in [start, end)."""
     with Session(engine) as session:
-        failures = session.exec(
-            select(func.count())
-            .select_from(FailureEvent)
-            .where(
-                FailureEvent.environment == environment,
-                col(FailureEvent.received_at) >= start,
-                col(FailureEvent.received_at) < end,
-            )
-        ).one()
+        failures = _failures(session, environment, start, end, bucket_minutes)
         successes = session.exec(
             select(func.count())
             .select_from(SuccessEvent)
@@ -60,11 +135,12 @@ def traffic_counts(
                 .select_from(FailureEvent)
                 .where(
                     FailureEvent.signature_id == signature_id,
+                    FailureEvent.environment == environment,
                     col(FailureEvent.received_at) >= start,
                     col(FailureEvent.received_at) < end,
                 )
             ).one()
-    return int(failures), int(successes), None if signature is None else int(signature)
+    return failures, int(successes), None if signature is None else int(signature)
 
 
 def smoke_test_ids(engine: Engine, settings: Settings) -> list[int]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-from openai import OpenAI
+from typing import TYPE_CHECKING
 
 from models.enums import FixStrategy, RiskLevel
 from models.fixes import Candidate, FixContext, SourceLocation
@@ -21,6 +20,9 @@ from tasks.fix_rules import apply_rule, propose_rule_fix
 from tasks.git_history import last_change, last_file_change, reverse_diff, subject
 from tasks.git_repo import git_output
 from tasks.llm import ask_for_fix
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 __all__ = [
     "CHAIN",

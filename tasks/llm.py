@@ -17,14 +17,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import openai
-from openai import OpenAI
 from pydantic import ValidationError
 
 from models.fixes import AiFix
 from tasks.scrub import scrub_url
 
 if TYPE_CHECKING:
+    import openai
+    from openai import OpenAI
     from openai.types.chat import ChatCompletionMessageParam
 
     from models.settings import Settings
@@ -69,6 +69,8 @@ def make_client(settings: Settings) -> OpenAI | None:
     """Return a client for the configured endpoint, or None when no API key is set."""
     if settings.llm_api_key is None or not settings.llm_api_key.get_secret_value():
         return None
+    from openai import OpenAI  # the SDK costs ~0.7 s to import: only where a key is set
+
     return OpenAI(
         api_key=settings.llm_api_key.get_secret_value(),
         base_url=settings.llm_base_url or DEFAULT_BASE_URL,
@@ -79,6 +81,8 @@ def make_client(settings: Settings) -> OpenAI | None:
 
 def ask_for_fix(client: OpenAI, *, model: str, messages: list[dict[str, str]]) -> AiFix:
     """Return the model's fix parsed into AiFix; raise an LlmError subclass when there is none."""
+    import openai
+
     key = client.api_key if isinstance(client.api_key, str) else ""
     try:
         # The raw form keeps the HTTP exchange (errors the SDK retries) apart from reading the

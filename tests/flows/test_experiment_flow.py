@@ -7,6 +7,7 @@ Variant A is the bugged commit (its regression test answers 500), variant B the 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,8 @@ from sqlmodel import Session, select
 from examples.seeded_bugs import seed_repo
 from flows.experiment import run_experiment
 from models.db import get_engine
-from models.deploy_tables import Experiment, ExperimentResult
-from models.enums import ExperimentStatus
+from models.deploy_tables import Deployment, Experiment, ExperimentResult
+from models.enums import DeploymentStatus, ExperimentStatus
 from models.settings import get_settings
 from models.tables import RegressionTest
 from tasks.deploy_targets.local import current_ref, stop_local
@@ -242,3 +243,56 @@ def test_an_experiment_whose_every_run_is_refused_fails_instead_of_looping(
     assert summary.status == ExperimentStatus.FAILED and summary.rounds == 1
     assert summary.detail == "no test could run against A, B (all refused)"
     assert summary.samples == {"A": (0, 0), "B": (0, 0)}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_winner_is_promoted_through_the_deploy_flow(
+    store: str, bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _configure(monkeypatch, tmp_path, bench.repo)
+    # A third target, "prod", serving its own configured environment; a short watch, a low gate.
+    port = free_port()
+    targets = json.loads(os.environ["IMMUNITY_DEPLOY_TARGETS"])
+    environments = json.loads(os.environ["IMMUNITY_ENVIRONMENTS"])
+    targets["prod"] = {"kind": "local_command", "environment": "prod", "port": port}
+    environments["prod"] = {"base_url": f"http://127.0.0.1:{port}"}
+    for name, value in {
+        "DEPLOY_TARGETS": json.dumps(targets),
+        "ENVIRONMENTS": json.dumps(environments),
+        "DEPLOY_WATCH_S": "2",
+        "DEPLOY_WATCH_INTERVAL_S": "1",
+        "DEPLOY_MIN_READINESS": "0",
+    }.items():
+        monkeypatch.setenv(f"IMMUNITY_{name}", value)
+    get_settings.cache_clear()
+    try:
+        summary = run_experiment(
+            "promote the better fix",
+            *_variants("HEAD", "HEAD~1"),
+            [bench.test_id],
+            runs_per_round=10,
+            promote_to="prod",
+        )
+        settings = get_settings()
+        assert current_ref("prod", settings) == bench.good
+    finally:
+        stop_local("prod", get_settings())
+
+    assert summary.status == ExperimentStatus.DECIDED and summary.winner == "B"
+    assert summary.promoted_deployment_id is not None
+    with Session(get_engine(store)) as session:
+        deployments = session.exec(select(Deployment)).all()
+    (deployment,) = deployments
+    assert deployment.id == summary.promoted_deployment_id
+    assert (deployment.target, deployment.environment, deployment.ref) == (
+        "prod",
+        "prod",
+        bench.good,
+    )
+    assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.detail
+    assert deployment.reason.startswith(f"experiment {summary.experiment_id}: variant B won")
+    assert deployment.gate["passed"] and deployment.watch["reports"]
+    assert all(report["healthy"] for report in deployment.watch["reports"])
+    experiment, _ = _stored(store, summary.experiment_id)
+    assert experiment.promoted_deployment_id == deployment.id
+    assert f"promoted as deployment #{deployment.id}: succeeded" in experiment.detail

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from uuid import UUID
 
+from prefect import get_client
 from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import Engine
@@ -19,6 +20,8 @@ from models.heal_tables import FixProposal
 from tasks.fix_store import get_proposal
 
 __all__ = ["DecisionConflictError", "submit_decision", "wait_for_decision"]
+
+PAUSE_WAIT_S = 15.0
 
 
 class DecisionConflictError(RuntimeError):
@@ -35,8 +38,10 @@ def submit_decision(engine: Engine, proposal_id: int, approval: Approval) -> Fix
     if not proposal.flow_run_id:
         raise DecisionConflictError(f"fix proposal {proposal_id} has no flow run to resume")
     run_input = approval.model_dump(include={"approved", "reviewer", "notes"})
+    run_id = UUID(proposal.flow_run_id)
     try:
-        resume_flow_run(UUID(proposal.flow_run_id), run_input=run_input)
+        _await_pause(run_id)
+        resume_flow_run(run_id, run_input=run_input)
     except ObjectNotFound:
         raise DecisionConflictError(
             f"flow run {proposal.flow_run_id} is not on this Prefect server (is PREFECT_API_URL"
@@ -49,6 +54,17 @@ def submit_decision(engine: Engine, proposal_id: int, approval: Approval) -> Fix
     except RuntimeError as error:  # Prefect refused the input, e.g. it failed validation
         raise DecisionConflictError(str(error)) from None
     return proposal
+
+
+def _await_pause(run_id: UUID, timeout_s: float = PAUSE_WAIT_S) -> None:
+    """Wait for the run to reach its pause: it shows the proposal a moment before it pauses."""
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(run_id).state
+            if state is None or not state.is_running():
+                return  # paused, or finished: resume_flow_run says which
+            time.sleep(0.25)
 
 
 def wait_for_decision(engine: Engine, proposal_id: int, *, timeout_s: float) -> FixProposal:

@@ -52,10 +52,14 @@ def test_approval_through_the_api_commits_the_fix_on_a_branch_and_the_test_passe
     assert proposal.verification["before"] in ("failed", "error")
     assert proposal.verification["after"] == "passed"
     assert proposal.files_touched == [bug.path]
-    # The flow run is paused in Prefect, waiting for the approval form.
-    with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(UUID(proposal.flow_run_id))
-    assert flow_run.state is not None and flow_run.state.is_paused()
+
+    # The flow run pauses in Prefect, waiting for the approval form.
+    def paused() -> bool:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(proposal.flow_run_id)).state
+        return state is not None and state.is_paused()
+
+    wait_for(paused, 30, "the flow run to pause")
     assert not branch_exists(seeded.repo, f"immunity/fix-{proposal.id}")  # nothing before approval
 
     api = TestClient(create_app(get_settings()))

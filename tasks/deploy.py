@@ -184,7 +184,7 @@ def trigger(plan: DeployPlan, ref: str) -> TargetOutcome:
 
 @task(name="watch-deployment", **_NO_CACHE)
 def watch_once(plan: DeployPlan, deployment: Deployment) -> WatchReport:
-    """Look at the deployment once: tests now, and traffic since it went live vs the span before."""
+    """Look at the deployment once: tests now, and traffic since it went live vs as long before."""
     settings = get_settings()
     engine = get_engine()
     assert deployment.deployed_at is not None
@@ -194,8 +194,11 @@ def watch_once(plan: DeployPlan, deployment: Deployment) -> WatchReport:
     statuses = run_watch_tests(engine, settings, plan.environment, sorted(set(tests)))
     window = {"bucket_minutes": settings.bucket_minutes}
     since = deployment.deployed_at
+    # The baseline ends when the deployment began, not when it went live: during the switch the
+    # service may have served nothing, and an empty baseline compares with anything.
+    began = min(deployment.created_at, since)
     before = traffic_counts(
-        engine, plan.environment, since - span, since, plan.signature_id, **window
+        engine, plan.environment, began - span, began, plan.signature_id, **window
     )
     after = traffic_counts(engine, plan.environment, since, now, plan.signature_id, **window)
     report = WatchReport(

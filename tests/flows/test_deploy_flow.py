@@ -233,6 +233,9 @@ def test_a_good_fix_is_promoted_a_bad_one_rolled_back_and_a_failing_gate_refuses
         assert outcome.status == DeploymentStatus.ROLLED_BACK, outcome.detail
         last = outcome.watch[-1]
         assert "smoke.products" in " ".join(last.reasons)
+        # Real traffic saw it too: the listing's 500s raised the failure rate past the allowance.
+        assert any("failure rate rose" in reason for reason in last.reasons), last
+        assert last.rate_after > last.rate_before + settings.deploy_max_rate_increase
         rolled = _deployments()
         assert rolled[-1].rollback_of == outcome.deployment_id
         assert rolled[-1].status == DeploymentStatus.SUCCEEDED and rolled[-1].ref == good.ref

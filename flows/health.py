@@ -12,6 +12,7 @@ from models.reports import AlertOutcome, HealthReport
 from models.schemas import utcnow
 from models.settings import get_settings
 from tasks.alerts import raise_alert
+from tasks.deploy import link_recent_suspect_deployments
 from tasks.health import (
     critical_signature_message,
     failure_rate_message,
@@ -38,6 +39,8 @@ def check_health(environment: str | None = None) -> HealthReport:
     """
     settings = get_settings()
     since = utcnow() - timedelta(minutes=settings.health_window_minutes)
+    # New signatures soon after a deployment make it their suspect (the heal loop's rollback).
+    link_recent_suspect_deployments()
     rate = measure_health(since, environment)
     critical = find_new_critical_signatures(since, environment)
     scope = environment or "all"

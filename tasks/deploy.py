@@ -19,7 +19,13 @@ from models.heal_tables import FixProposal
 from models.schemas import utcnow
 from models.settings import get_settings
 from models.tables import RegressionTest
-from tasks.deploy_store import last_good_ref, link_suspects, open_deployment, update_deployment
+from tasks.deploy_store import (
+    last_good_ref,
+    link_recent_suspects,
+    link_suspects,
+    open_deployment,
+    update_deployment,
+)
 from tasks.deploy_targets import trigger_and_follow
 from tasks.deploy_watch import judge, run_watch_tests, smoke_test_ids, traffic_counts
 from tasks.fix_store import transition
@@ -249,6 +255,13 @@ def link_suspect_signatures(deployment_id: int) -> list[int]:
     if deployment is None:
         return []
     return link_suspects(engine, deployment, timedelta(minutes=settings.suspect_window_minutes))
+
+
+@task(name="link-recent-suspect-deployments", **DB_TASK_OPTIONS)
+def link_recent_suspect_deployments() -> list[int]:
+    """Link the signatures first seen soon after any recent deployment (the health loop's sweep)."""
+    window = timedelta(minutes=get_settings().suspect_window_minutes)
+    return link_recent_suspects(get_engine(), window)
 
 
 @task(name="publish-deployment", **DB_TASK_OPTIONS)

@@ -17,6 +17,7 @@ __all__ = [
     "DeploymentNotFoundError",
     "get_deployment",
     "last_good_ref",
+    "link_recent_suspects",
     "link_suspects",
     "list_deployments",
     "open_deployment",
@@ -105,3 +106,18 @@ def link_suspects(engine: Engine, deployment: Deployment, window: timedelta) -> 
             session.add(signature)
         session.commit()
         return [s.id for s in found if s.id is not None]
+
+
+def link_recent_suspects(engine: Engine, window: timedelta) -> list[int]:
+    """Link new signatures to every deployment that went live within `window`; return them."""
+    since = utcnow() - window
+    with Session(engine) as session:
+        recent = session.exec(
+            select(Deployment)
+            .where(col(Deployment.deployed_at) >= since)
+            .order_by(col(Deployment.deployed_at))
+        ).all()
+    linked: list[int] = []
+    for deployment in recent:  # oldest first: a signature goes to the first deployment after it
+        linked += link_suspects(engine, deployment, window)
+    return linked

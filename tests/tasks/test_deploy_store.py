@@ -10,7 +10,13 @@ from sqlmodel import Session, select
 from models.deploy_tables import Deployment
 from models.enums import DeploymentStatus
 from models.tables import Signature
-from tasks.deploy_store import last_good_ref, link_suspects, open_deployment, update_deployment
+from tasks.deploy_store import (
+    last_good_ref,
+    link_recent_suspects,
+    link_suspects,
+    open_deployment,
+    update_deployment,
+)
 from tests.tasks.test_health_alerts import failure, ingest
 
 DEPLOYED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -109,3 +115,31 @@ def test_a_deployment_that_never_went_live_has_no_suspects(engine: Engine) -> No
     assert refused.deployed_at is None
     assert link_suspects(engine, refused, WINDOW) == []
     assert _suspects(engine) == {"NewError": None}
+
+
+def test_the_sweep_links_new_signatures_to_recent_deployments_only(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    live = open_deployment(
+        engine, target="prod", kind="local_command", environment="production", ref="new111"
+    )
+    old = open_deployment(
+        engine, target="prod", kind="local_command", environment="production", ref="old000"
+    )
+    assert live.id is not None and old.id is not None
+    update_deployment(engine, live.id, status=DeploymentStatus.SUCCEEDED, deployed_at=now)
+    long_ago = now - timedelta(hours=5)
+    update_deployment(engine, old.id, status=DeploymentStatus.SUCCEEDED, deployed_at=long_ago)
+    ingest(
+        engine,
+        [
+            failure(now + timedelta(minutes=2), kind="SinceTheDeployError"),
+            failure(long_ago + timedelta(minutes=2), kind="LongAgoError"),
+        ],
+    )
+
+    linked = link_recent_suspects(engine, WINDOW)
+
+    # The old deployment is outside the window: its signature is left for someone to look at.
+    assert _suspects(engine) == {"SinceTheDeployError": live.id, "LongAgoError": None}
+    assert len(linked) == 1
+    assert link_recent_suspects(engine, WINDOW) == []

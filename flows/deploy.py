@@ -24,6 +24,7 @@ from tasks.deploy import (
     mark,
     plan_deployment,
     publish,
+    read_deployment,
     record_deployment,
     revert_fix,
     trigger,
@@ -50,7 +51,7 @@ def _watch(plan: DeployPlan, deployment_id: int) -> list[WatchReport]:
     reports: list[WatchReport] = []
     while True:
         time.sleep(min(settings.deploy_watch_interval_s, max(0.0, deadline - time.monotonic())))
-        deployment = mark(deployment_id)
+        deployment = read_deployment(deployment_id)
         report = watch_once(plan, deployment)
         reports.append(report)
         if not report.healthy or time.monotonic() >= deadline:

@@ -20,6 +20,7 @@ from models.schemas import utcnow
 from models.settings import get_settings
 from models.tables import RegressionTest
 from tasks.deploy_store import (
+    get_deployment,
     last_good_ref,
     link_recent_suspects,
     link_suspects,
@@ -37,6 +38,7 @@ __all__ = [
     "DeployRefusedError",
     "gate",
     "plan_deployment",
+    "read_deployment",
     "record_deployment",
     "revert_fix",
     "trigger",
@@ -143,6 +145,12 @@ def _test_name(test_id: int | None) -> str | None:
     with Session(get_engine()) as session:
         test = session.get(RegressionTest, test_id)
     return test.name if test else None
+
+
+@task(name="read-deployment", **DB_TASK_OPTIONS)
+def read_deployment(deployment_id: int) -> Deployment:
+    """Return the deployment as stored now."""
+    return get_deployment(get_engine(), deployment_id)
 
 
 @task(name="readiness-gate", **DB_TASK_OPTIONS)

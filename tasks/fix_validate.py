@@ -12,12 +12,13 @@ from typing import NamedTuple
 
 from models.enums import ExecutionStatus
 from models.fixes import DiffCheck, Verification
-from models.settings import Settings
+from models.settings import Environment, Settings
 from models.specs import TestCase
 from models.tables import RegressionTest
 from tasks.fix_checks import check_diff
 from tasks.git_repo import apply, apply_check, git_output, worktree
 from tasks.runner import run_any
+from tasks.suite_store import case_for
 from tasks.target import TargetError, running_target
 
 __all__ = ["LocalRun", "run_test_in", "validate_diff", "verify_commit"]
@@ -26,20 +27,9 @@ LOCAL_ENVIRONMENT = "heal-local"
 
 
 def _local_case(test: RegressionTest, base_url: str) -> TestCase:
-    assert test.id is not None
     # A throwaway local copy: replaying unsafe methods there harms nothing.
-    return TestCase(
-        test_id=test.id,
-        name=test.name,
-        kind=test.kind,
-        spec=test.spec,
-        expectations=test.expectations,
-        base_url=base_url,
-        environment=LOCAL_ENVIRONMENT,
-        is_production=False,
-        allow_unsafe=True,
-        marker=f"heal:{test.id}",
-    )
+    local = Environment(base_url=base_url, is_production=False)
+    return case_for(test, LOCAL_ENVIRONMENT, local, marker=f"heal:{test.id}", allow_unsafe=True)
 
 
 class LocalRun(NamedTuple):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -15,7 +14,7 @@ from models.enums import FixStatus, FixStrategy
 from models.fixes import Approval, Candidate, DiffCheck, FixContext, SourceLocation, Verification
 from models.heal_tables import FixProposal
 from models.schemas import utcnow
-from models.settings import Settings, get_settings
+from models.settings import get_settings
 from models.tables import Deployment, Signature
 from tasks.fix_checks import assess_risk
 from tasks.fix_context import gather_context, signature_test
@@ -58,10 +57,6 @@ log = logging.getLogger(__name__)
 _NO_CACHE = {"cache_policy": NO_CACHE}
 
 
-def _repo(settings: Settings) -> Path | None:
-    return settings.repo_path
-
-
 def _suspect_deployment(signature_id: int) -> Deployment | None:
     """Return the deployment the signature is suspected to come from, if one is linked."""
     with Session(get_engine()) as session:
@@ -77,7 +72,7 @@ def gather(signature_id: int) -> tuple[FixContext, list[SourceLocation], str | N
     settings = get_settings()
     engine = get_engine()
     context, found = gather_context(engine, signature_id, settings)
-    repo = _repo(settings)
+    repo = settings.repo_path
     base_ref = head(repo) if repo is not None else None
     test = signature_test(engine, signature_id)
     return context, found, base_ref, test.id if test else None
@@ -94,7 +89,7 @@ def candidates_for(
     settings = get_settings()
     error_type = context.signature.error_type
     message = context.samples[0].message if context.samples else context.signature.message
-    repo = _repo(settings)
+    repo = settings.repo_path
     if strategy == FixStrategy.PATTERN:
         patterns = matching_patterns(
             get_engine(),
@@ -139,7 +134,7 @@ def validate_and_record(
     """Check the diff, run the test before and after it, and store the outcome as a proposal."""
     settings = get_settings()
     engine = get_engine()
-    repo = _repo(settings)
+    repo = settings.repo_path
     test = signature_test(engine, signature_id) if test_id is not None else None
     if repo is None or base_ref is None:
         check = DiffCheck(problems=["no repository is configured (IMMUNITY_REPO_PATH)"])
@@ -229,7 +224,7 @@ def apply_approved_fix(proposal_id: int) -> FixProposal:
     proposal = get_proposal(engine, proposal_id)
     if proposal.status != FixStatus.APPROVED or not proposal.reviewer:
         raise PermissionError(f"fix proposal {proposal_id} has no recorded approval")
-    repo = _repo(settings)
+    repo = settings.repo_path
     assert repo is not None and proposal.base_ref is not None
     with Session(engine) as session:
         signature = session.get(Signature, proposal.signature_id)
@@ -268,7 +263,7 @@ def verify_applied_fix(proposal_id: int) -> FixProposal:
     engine = get_engine()
     proposal = get_proposal(engine, proposal_id)
     test = signature_test(engine, proposal.signature_id)
-    repo = _repo(settings)
+    repo = settings.repo_path
     if test is None or repo is None or proposal.commit is None or not settings.target_command:
         return proposal  # stays `applied`: nothing here can run the test
     outcome = verify_commit(repo, proposal.commit, test, settings)

@@ -29,6 +29,7 @@ from tasks.prepare import prepare_failure
 from tasks.queries import UNTRUSTED_REPRODUCTION
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.runner import refusal, run_any
+from tasks.suite_store import case_for
 from tasks.testgen import replay_spec
 
 __all__ = [
@@ -203,20 +204,7 @@ def _case(test: RegressionTest, settings: Settings) -> tuple[TestCase | None, st
     environment = settings.environments.get(name)
     if environment is None:
         return None, f"environment {name!r} is not configured (IMMUNITY_ENVIRONMENTS)"
-    assert test.id is not None
-    case = TestCase(
-        test_id=test.id,
-        name=test.name,
-        kind=test.kind,
-        spec=test.spec,
-        expectations=test.expectations,
-        base_url=environment.base_url,
-        environment=name,
-        is_production=environment.is_production,
-        allow_unsafe=test.allow_unsafe,
-        marker=f"verify:{test.id}",
-    )
-    return case, name
+    return case_for(test, name, environment, marker=f"verify:{test.id}"), name
 
 
 def verify_tests(

@@ -18,7 +18,7 @@ from models.db import session_scope
 from models.enums import ExecutionStatus, Reproduction
 from models.results import CaseResult, SuiteSummary, Transition
 from models.schemas import utcnow
-from models.settings import Settings
+from models.settings import Environment, Settings
 from models.specs import Selection, TestCase
 from models.tables import RegressionTest, Signature, SuiteRun, TestExecution
 from tasks.lifecycle import (
@@ -34,6 +34,7 @@ from tasks.queries import confidence_band
 __all__ = [
     "RecordOutcome",
     "UnknownEnvironmentError",
+    "case_for",
     "close_suite_run",
     "is_critical",
     "is_critical_type",
@@ -123,20 +124,32 @@ def select_cases(
                 )
             )
             continue
-        cases.append(
-            TestCase(
-                test_id=test.id,
-                name=test.name,
-                kind=test.kind,
-                spec=test.spec,
-                expectations=test.expectations,
-                base_url=target.base_url,
-                environment=name,
-                is_production=target.is_production,
-                allow_unsafe=test.allow_unsafe,
-            )
-        )
+        cases.append(case_for(test, name, target))
     return cases, unrunnable
+
+
+def case_for(
+    test: RegressionTest,
+    name: str,
+    environment: Environment,
+    *,
+    marker: str = "run",
+    allow_unsafe: bool | None = None,
+) -> TestCase:
+    """Return the stored test resolved against one environment, as the runner takes it."""
+    assert test.id is not None
+    return TestCase(
+        test_id=test.id,
+        name=test.name,
+        kind=test.kind,
+        spec=test.spec,
+        expectations=test.expectations,
+        base_url=environment.base_url,
+        environment=name,
+        is_production=environment.is_production,
+        allow_unsafe=test.allow_unsafe if allow_unsafe is None else allow_unsafe,
+        marker=marker,
+    )
 
 
 def open_suite_run(

@@ -124,6 +124,17 @@ def serve(
             print(f"---- immunity serve log ----\n{log.read_text(errors='replace')}")
 
 
+def _resume(url: str, form: dict[str, Any]) -> httpx.Response:
+    """POST the form as the UI does; a 503 (SQLite busy under load) is retried, as the UI's
+    client and Prefect's own retry it."""
+    for _ in range(10):
+        answer = httpx.post(url, json={"run_input": form}, timeout=10)
+        if answer.status_code != 503:
+            return answer
+        time.sleep(1)
+    return answer
+
+
 def _finished(client: SyncPrefectClient, run_id: UUID) -> FlowRun | None:
     run = client.read_flow_run(run_id)
     return run if run.state is not None and run.state.is_final() else None
@@ -194,9 +205,7 @@ def test_the_loops_run_on_a_real_prefect_server_as_the_ui_drives_them(
 
         # The UI's form posts the input to the resume endpoint.
         form = {"approved": True, "reviewer": "dana", "notes": "from the UI"}
-        answer = httpx.post(
-            f"{server.api_url}/flow_runs/{paused.id}/resume", json={"run_input": form}
-        )
+        answer = _resume(f"{server.api_url}/flow_runs/{paused.id}/resume", form)
         assert answer.status_code == 201 and answer.json()["status"] == "ACCEPT", answer.text
         healed = _until(lambda: _finished(client, paused.id), 120, "the resumed heal run")
         assert healed.state is not None and healed.state.is_completed(), healed.state

@@ -13,12 +13,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
+from typing import Any
 
-from models.schemas import Frame
+from models.schemas import Frame, full_frame
 
 __all__ = [
     "Fingerprint",
     "fingerprint",
+    "frames_fingerprint",
     "is_in_app",
     "module_from_filename",
     "normalize_message",
@@ -202,15 +205,17 @@ def is_in_app(frame: Frame, include: Sequence[str] = ()) -> bool:
     `app.x`, not `application`); then stdlib, site-packages, dist-packages and `<frozen …>` are
     library code; anything else is the application's.
     """
-    if frame.in_app is not None:
-        return frame.in_app
-    module = frame.module or module_from_filename(frame.filename)
+    in_app = frame.get("in_app")
+    if in_app is not None:
+        return in_app
+    filename = frame.get("filename", "")
+    module = frame.get("module") or module_from_filename(filename)
     for prefix in include:
         prefix = prefix.rstrip(".")
         if prefix and (module == prefix or module.startswith(prefix + ".")):
             return True
-    if frame.filename:
-        return not _is_library_path(frame.filename)
+    if filename:
+        return not _is_library_path(filename)
     # Without a path only the module can say it is the standard library's; with neither, the
     # frame is given the benefit of the doubt like any other unrecognised code.
     return module.split(".", 1)[0] not in _STDLIB_MODULES
@@ -238,8 +243,8 @@ class Fingerprint:
 
 
 def _frame_key(frame: Frame) -> tuple[str, str]:
-    module = frame.module.strip() or module_from_filename(frame.filename)
-    return module, frame.function.strip()
+    module = frame.get("module", "").strip() or module_from_filename(frame.get("filename", ""))
+    return module, frame.get("function", "").strip()
 
 
 def _collapse(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -268,20 +273,57 @@ def fingerprint(
     frames when none is in-app), never line numbers or paths; with no frames at all it covers
     the error type and the normalised message instead.
     """
-    error_type = error_type.strip()
     normalized = normalize_message(message)[:MAX_NORMALIZED_CHARS]
-    in_app = [f for f in frames if is_in_app(f, in_app_include)]
-    keys = _collapse([_frame_key(f) for f in (in_app or frames)])
-    if keys:
-        body = "\n".join(f"{module}\x1f{function}" for module, function in keys)
-    else:
-        body = "\x00" + normalized  # cannot collide with a frame list
-    digest = hashlib.sha256(f"{error_type}\n{body}".encode("utf-8", "surrogatepass"))
+    grouped = frames_fingerprint(error_type, [full_frame(f) for f in frames], in_app_include)
+    if grouped is not None:
+        return Fingerprint(hash=grouped[0], culprit=grouped[1], normalized_message=normalized)
     return Fingerprint(
-        hash=digest.hexdigest()[:_HASH_CHARS],
-        culprit=_culprit(keys[-1]) if keys else "",
+        hash=_digest(error_type.strip(), "\x00" + normalized),  # cannot collide with frames
+        culprit="",
         normalized_message=normalized,
     )
+
+
+def frames_fingerprint(
+    error_type: str, frames: Sequence[dict[str, Any]], in_app_include: Sequence[str] = ()
+) -> tuple[str, str] | None:
+    """Return (hash, culprit) of a failure with frames, as `fingerprint` does; None without.
+
+    The frames are whole, as `full_frame` returns them.
+
+    The message plays no part when there are frames, so this is the whole of grouping for most
+    events: what a frame's hash depends on (never its line) is looked up in a cache, because a
+    service raises the same few call paths over and over.
+    """
+    if not frames:
+        return None
+    shape = tuple(map(_SHAPE, frames))
+    return _shape_fingerprint(error_type, shape, tuple(in_app_include))
+
+
+_FrameShape = tuple[tuple[str, str, str, bool | None], ...]
+_SHAPE = itemgetter("module", "function", "filename", "in_app")  # all a frame's hash depends on
+
+
+@lru_cache(maxsize=8192)
+def _shape_fingerprint(
+    error_type: str, shape: _FrameShape, in_app_include: tuple[str, ...]
+) -> tuple[str, str] | None:
+    frames = [
+        Frame(module=module, function=function, filename=filename, in_app=in_app)
+        for module, function, filename, in_app in shape
+    ]
+    in_app = [f for f in frames if is_in_app(f, in_app_include)]
+    keys = _collapse([_frame_key(f) for f in (in_app or frames)])
+    if not keys:
+        return None
+    body = "\n".join(f"{module}\x1f{function}" for module, function in keys)
+    return _digest(error_type.strip(), body), _culprit(keys[-1])
+
+
+def _digest(error_type: str, body: str) -> str:
+    digest = hashlib.sha256(f"{error_type}\n{body}".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:_HASH_CHARS]
 
 
 def _culprit(key: tuple[str, str]) -> str:

@@ -20,7 +20,7 @@ from tasks.prepare import PreparedFailure, prepare_failure, prepare_success, sto
 from tasks.reproduce import find_due, record_replay_reports, split_replays, untrusted_signatures
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.storable import storable
-from tasks.store import prune_samples, store_failures, store_successes
+from tasks.store import StoredBatch, prune_samples, store_failures, store_successes
 from tasks.validate import Rejection, validate_events
 
 __all__ = [
@@ -84,6 +84,29 @@ def _after_commit(
         return []
 
 
+def _store_batch(
+    raw_events: Sequence[Any], engine: Engine, settings: Settings, indexes: Sequence[int] | None
+) -> tuple[StoredBatch, int, list[Rejection], list[tuple[str, FailureEventIn]]]:
+    """Validate, prepare and store one batch in one transaction; return what the caller needs.
+
+    Everything else the batch built is freed on return, before the cyclic collector is back on:
+    a collection then has a few objects to scan instead of the whole batch (see gcpause).
+    """
+    accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
+    accepted, replays = split_replays(accepted)
+    prepared, unprocessable = _prepare_all(accepted, settings)
+    try:
+        with engine.begin() as conn:
+            stored = store_failures(conn, prepared, settings, utcnow())
+    except (DataError, UnicodeEncodeError):
+        # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled back
+        # whole, so storing the cleaned batch once more counts every event exactly once.
+        prepared = [storable_failure(item) for item in prepared]
+        with engine.begin() as conn:
+            stored = store_failures(conn, prepared, settings, utcnow())
+    return stored, len(prepared), rejected + unprocessable, replays
+
+
 def process_failures(
     raw_events: Sequence[Any],
     *,
@@ -93,25 +116,14 @@ def process_failures(
 ) -> BatchResult:
     """Validate, classify, scrub, fingerprint and store a batch in one transaction."""
     with cyclic_gc_paused():  # a batch's objects are short-lived and acyclic: see gcpause
-        accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
-        accepted, replays = split_replays(accepted)
-        prepared, unprocessable = _prepare_all(accepted, settings)
-        try:
-            with engine.begin() as conn:
-                stored = store_failures(conn, prepared, settings, utcnow())
-        except (DataError, UnicodeEncodeError):
-            # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled back
-            # whole, so storing the cleaned batch once more counts every event exactly once.
-            prepared = [storable_failure(item) for item in prepared]
-            with engine.begin() as conn:
-                stored = store_failures(conn, prepared, settings, utcnow())
+        stored, accepted, rejected, replays = _store_batch(raw_events, engine, settings, indexes)
     prune_samples(engine, stored.over_sample_limit, settings.max_samples_per_signature)
     rechecks = _after_commit(engine, settings, stored.tested, replays)
     return BatchResult(
         replays=len(replays),
         rechecks=rechecks,
-        accepted=len(prepared),
-        rejected=rejected + unprocessable,
+        accepted=accepted,
+        rejected=rejected,
         signatures=len(stored.signature_ids),
         new_signatures=stored.new_signatures,
         candidates=stored.candidates,

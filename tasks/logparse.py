@@ -20,7 +20,7 @@ from enum import Enum, auto
 from typing import Any
 
 from models.enums import EventSource
-from models.schemas import Frame
+from models.schemas import Frame, full_frame
 from tasks.fingerprint import parse_python_traceback
 
 __all__ = ["LogHeader", "iter_log_failures", "parse_log_header", "parse_log_timestamp"]
@@ -450,7 +450,7 @@ class _Scanner:
         return {
             "error_type": tb.error_type,
             "message": message,
-            "frames": [frame.model_dump() for frame in tb.frames],
+            "frames": [full_frame(frame) for frame in tb.frames],
             "stacktrace": tb.text.text(),
             "received_at": tb.received_at.isoformat() if tb.received_at else None,
             "environment": self.environment,

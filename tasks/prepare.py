@@ -8,13 +8,20 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from models.enums import Severity, severity_rank
-from models.schemas import FailureEventIn, Frame, SuccessEventIn, utcnow
+from models.schemas import FailureEventIn, SuccessEventIn, full_frame, utcnow
 from models.settings import Settings
 from tasks.classify import classify
-from tasks.fingerprint import fingerprint, parse_python_traceback
+from tasks.fingerprint import (
+    MAX_NORMALIZED_CHARS,
+    fingerprint,
+    frames_fingerprint,
+    normalize_message,
+    parse_python_traceback,
+)
 from tasks.scrub import scrub, scrub_headers, scrub_text, scrub_url
 from tasks.storable import storable, storable_text
 
@@ -38,12 +45,20 @@ class PreparedFailure:
 
     fingerprint: str
     error_type: str
-    normalized_message: str
     culprit: str
     category: str
     severity: str
     received_at: datetime
     row: dict[str, Any]
+    # Known when grouping needed it (no frames); else worked out only if the signature is new.
+    known_message: str | None = None
+
+    @property
+    def normalized_message(self) -> str:
+        """The message with its variable parts replaced: what the signature shows."""
+        if self.known_message is not None:
+            return self.known_message
+        return normalize_message(self.row["message"])[:MAX_NORMALIZED_CHARS]
 
 
 @dataclass(slots=True)
@@ -97,9 +112,24 @@ def _scrub_request(event: FailureEventIn, settings: Settings) -> dict[str, Any] 
     return captured
 
 
+@lru_cache(maxsize=8192)  # a service has a bounded set of users and each sends many events
 def _user_hash(user: str | None) -> str | None:
     # Only a hash is kept: enough to count distinct users, useless to identify one.
     return hashlib.sha256(user.encode()).hexdigest()[:32] if user else None
+
+
+@lru_cache(maxsize=8192)  # source lines repeat in every occurrence of a bug
+def _scrub_line(line: str) -> str:
+    return scrub_text(line)
+
+
+def _stored_frames(frames: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    stored = frames[-settings.max_frames :]
+    if settings.scrub_enabled:
+        for frame in stored:
+            if frame["context_line"]:
+                frame["context_line"] = _scrub_line(frame["context_line"])
+    return stored
 
 
 def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailure:
@@ -107,20 +137,22 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
     classification = classify(
         event.error_type, event.message, event.status_code, settings.classification_rules
     )
-    severity = event.severity or classification.severity
-    frames: list[Frame] = event.frames or (
-        parse_python_traceback(event.stacktrace) if event.stacktrace else []
-    )
+    severity = Severity(event.severity or classification.severity).value
+    category = classification.category.value
+    frames = [
+        full_frame(frame)
+        for frame in event.frames
+        or (parse_python_traceback(event.stacktrace) if event.stacktrace else [])
+    ]
     error_type = truncate(event.error_type, 200)
     message = truncate(event.message, settings.max_message_chars)
     if settings.scrub_enabled:
         message = scrub_text(message)
-    found = fingerprint(error_type, message, frames, settings.in_app_include)
-    stored_frames = [f.model_dump() for f in frames[-settings.max_frames :]]
-    if settings.scrub_enabled:
-        for frame in stored_frames:
-            if frame["context_line"]:
-                frame["context_line"] = scrub_text(frame["context_line"])
+    grouped = frames_fingerprint(error_type, frames, settings.in_app_include)
+    known_message = None
+    if grouped is None:
+        found = fingerprint(error_type, message, frames, settings.in_app_include)
+        grouped, known_message = (found.hash, found.culprit), found.normalized_message
     stacktrace = event.stacktrace
     if stacktrace is not None:
         stacktrace = _truncate_tail(stacktrace, settings.max_message_chars * 4)
@@ -133,7 +165,7 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
         "release": event.release,
         "error_type": error_type,
         "message": message,
-        "frames": stored_frames,
+        "frames": _stored_frames(frames, settings),
         "stacktrace": stacktrace,
         "request": _scrub_request(event, settings),
         "status_code": event.status_code,
@@ -141,18 +173,18 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
         "tags": scrub(event.tags) if settings.scrub_enabled else event.tags,
         "user_hash": _user_hash(event.user),
         "source": event.source.value,
-        "category": classification.category.value,
-        "severity": Severity(severity).value,
+        "category": category,
+        "severity": severity,
     }
     return PreparedFailure(
-        fingerprint=found.hash,
+        fingerprint=grouped[0],
         error_type=error_type,
-        normalized_message=found.normalized_message,
-        culprit=truncate(found.culprit, 500),
-        category=classification.category.value,
-        severity=Severity(severity).value,
+        culprit=truncate(grouped[1], 500),
+        category=category,
+        severity=severity,
         received_at=received_at,
         row=row,
+        known_message=known_message,
     )
 
 
@@ -166,7 +198,7 @@ def storable_failure(item: PreparedFailure) -> PreparedFailure:
     return replace(
         item,
         error_type=storable_text(item.error_type),
-        normalized_message=storable_text(item.normalized_message),
+        known_message=storable_text(item.normalized_message),
         culprit=storable_text(item.culprit),
         row=storable(item.row),
     )
@@ -177,28 +209,36 @@ def aggregate_signatures(
 ) -> list[SignatureDelta]:
     """Return one delta per fingerprint, sorted by fingerprint so writers lock rows in one order."""
     deltas: dict[str, SignatureDelta] = {}
+    buckets: dict[float, datetime] = {}  # by minute since the epoch: events crowd few minutes
     for item in prepared:
+        at = item.received_at
+        minute = at.timestamp() // 60
+        bucket = buckets.get(minute)
+        if bucket is None:
+            bucket = buckets[minute] = bucket_start(at, bucket_minutes)
         seen = deltas.get(item.fingerprint)
         if seen is None:
-            deltas[item.fingerprint] = SignatureDelta(
+            seen = deltas[item.fingerprint] = SignatureDelta(
                 fingerprint=item.fingerprint,
                 error_type=item.error_type,
                 message=item.normalized_message,
                 culprit=item.culprit,
                 category=item.category,
                 severity=item.severity,
-                first_seen=item.received_at,
-                last_seen=item.received_at,
-                count=1,
+                first_seen=at,
+                last_seen=at,
+                count=0,
             )
-            deltas[item.fingerprint].buckets[bucket_start(item.received_at, bucket_minutes)] += 1
-            continue
-        seen.buckets[bucket_start(item.received_at, bucket_minutes)] += 1
-        if severity_rank(item.severity) > severity_rank(seen.severity):
+        elif item.severity != seen.severity and (
+            severity_rank(item.severity) > severity_rank(seen.severity)
+        ):
             seen.severity = item.severity
-        seen.first_seen = min(seen.first_seen, item.received_at)
-        seen.last_seen = max(seen.last_seen, item.received_at)
+        if at < seen.first_seen:
+            seen.first_seen = at
+        elif at > seen.last_seen:
+            seen.last_seen = at
         seen.count += 1
+        seen.buckets[bucket] += 1
     return [deltas[key] for key in sorted(deltas)]
 
 

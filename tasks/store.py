@@ -153,7 +153,9 @@ def store_failures(
     events = []
     for key, items in _newest_per_signature(prepared, settings.max_samples_per_signature).items():
         signature_id = result.signature_ids[key]
-        events.extend({**item.row, "signature_id": signature_id} for item in items)
+        for item in items:
+            item.row["signature_id"] = signature_id  # the row is the batch's own: no copy
+            events.append(item.row)
     for start in range(0, len(events), STATEMENT_ROWS * 4):
         conn.execute(event_table.insert(), events[start : start + STATEMENT_ROWS * 4])
     result.events_stored = len(events)

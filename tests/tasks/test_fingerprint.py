@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.schemas import Frame
+from models.schemas import Frame, full_frame
 from tasks.fingerprint import (
     fingerprint,
+    frames_fingerprint,
     is_in_app,
     module_from_filename,
     normalize_message,
@@ -116,7 +117,7 @@ def test_is_in_app_include_prefixes_are_package_aware() -> None:
     assert not is_in_app(frame, include=["myl"])
     assert not is_in_app(frame)
     # Without a module the one derived from the path is matched.
-    assert is_in_app(frame.model_copy(update={"module": ""}), include=["mylib"])
+    assert is_in_app({**frame, "module": ""}, include=["mylib"])
 
 
 def test_module_from_filename() -> None:
@@ -184,7 +185,7 @@ def test_when_no_frame_is_in_app_all_frames_count() -> None:
         Frame(filename="/venv/lib/python3.11/site-packages/httpx/_client.py", function="send"),
         Frame(filename="/venv/lib/python3.11/site-packages/httpx/_transports.py", function="io"),
     ]
-    other = [library[0], library[0].model_copy(update={"function": "other"})]
+    other = [library[0], {**library[0], "function": "other"}]
     result = fingerprint("ReadTimeout", "", library)
     assert result.hash != fingerprint("ReadTimeout", "", other).hash
     assert result.culprit == "httpx._transports in io"
@@ -201,6 +202,25 @@ def test_culprit_is_the_innermost_in_app_frame() -> None:
     assert fingerprint("E", "", _frames("/app")).culprit == "orders in handle"
     frames = [Frame(module="shop.views", function="checkout"), Frame(module="shop.db")]
     assert fingerprint("E", "", frames).culprit == "shop.db"
+
+
+def test_frames_fingerprint_is_the_hash_and_culprit_of_fingerprint() -> None:
+    # Ingestion groups through the cached frames_fingerprint; it must agree with fingerprint,
+    # and what the cache is keyed on (frames, type, in-app rules) must each still count.
+    frames = _frames("/srv")
+    whole = [full_frame(frame) for frame in frames]
+    found = fingerprint("OrderError", "order 7 failed", frames)
+    assert frames_fingerprint("OrderError", whole) == (found.hash, found.culprit)
+    assert frames_fingerprint("OrderError", whole) == frames_fingerprint("OrderError", whole)
+    assert frames_fingerprint("KeyError", whole) != frames_fingerprint("OrderError", whole)
+    library_first = [full_frame(f) for f in [frames[0], frames[1]]]
+    # Only the flask frame and views are left; `flask` made in-app joins the hash.
+    assert frames_fingerprint("E", library_first, ["flask"]) != frames_fingerprint(
+        "E", library_first
+    )
+    moved = [full_frame(frame) for frame in _frames("/opt/other", line_shift=9)]
+    assert frames_fingerprint("OrderError", moved) == frames_fingerprint("OrderError", whole)
+    assert frames_fingerprint("OrderError", []) is None
 
 
 def test_normalized_message_is_capped() -> None:
@@ -233,15 +253,15 @@ ValueError: bad order
 
 def test_parse_returns_the_last_traceback_of_a_chain() -> None:
     frames = parse_python_traceback(CHAINED)
-    assert [(f.module, f.function, f.lineno) for f in frames] == [
+    assert [(f["module"], f["function"], f["lineno"]) for f in frames] == [
         ("flask.app", "dispatch", 880),
         ("importlib._bootstrap", "_find_and_load", 1176),
         ("views", "checkout", 40),
     ]
-    assert frames[0].context_line == "rv = self.dispatch_request()"
-    assert frames[1].context_line is None
-    assert frames[2].context_line == 'raise ValueError("bad order") from exc'
-    assert frames[2].filename == "/app/shop/views.py"
+    assert frames[0]["context_line"] == "rv = self.dispatch_request()"
+    assert frames[1]["context_line"] is None
+    assert frames[2]["context_line"] == 'raise ValueError("bad order") from exc'
+    assert frames[2]["filename"] == "/app/shop/views.py"
 
 
 def test_parse_direct_cause_chain_and_single_traceback() -> None:
@@ -249,11 +269,11 @@ def test_parse_direct_cause_chain_and_single_traceback() -> None:
         "During handling of the above exception, another exception occurred:",
         "The above exception was the direct cause of the following exception:",
     )
-    assert [f.function for f in parse_python_traceback(direct)][-1] == "checkout"
+    assert [f["function"] for f in parse_python_traceback(direct)][-1] == "checkout"
     first = CHAINED.split("During handling")[0]
     frames = parse_python_traceback(first)
-    assert [f.function for f in frames] == ["handle", "loads"]
-    assert frames[0].context_line == "data = json.loads(body)"
+    assert [f["function"] for f in frames] == ["handle", "loads"]
+    assert frames[0]["context_line"] == "data = json.loads(body)"
 
 
 def test_parse_without_frames() -> None:

@@ -185,7 +185,10 @@ def test_grouping_same_bug_together_and_different_bugs_apart(engine: Engine) -> 
     assert result.signatures == 3
     with Session(engine) as session:
         counts = sorted(session.exec(select(Signature.occurrence_count)).scalars().all())  # type: ignore[attr-defined]
+        messages = set(session.exec(select(Signature.message)).scalars().all())  # type: ignore[attr-defined]
     assert counts == [1, 1, 2]
+    # The signature shows the message scrubbed, then with its variable parts replaced.
+    assert messages == {"dependency validation failed for project <int> ([Filtered])"}
 
 
 def test_severity_keeps_the_highest_and_fixed_signature_regresses(engine: Engine) -> None:

@@ -26,8 +26,11 @@ _EMAIL = re.compile(
     r"(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z0-9-]{0,62}[A-Za-z][A-Za-z0-9-]{0,62}"
 )
 # A run of at least 13 digits, possibly broken by single spaces or dashes; which part of it is a
-# card is decided afterwards by length and the Luhn check.
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,}", re.ASCII)
+# card is decided afterwards by length and the Luhn check. A run is only tried from its start:
+# from inside it the match could only be shorter, and retrying every digit of a digit-rich text
+# (ids, UUIDs) costs quadratic time.
+# (The look-behinds follow the first digit so the engine can still skip ahead to a digit.)
+_DIGIT_RUN = re.compile(r"\d(?<!\d\d)(?<!\d[ -]\d)(?:[ -]?\d){12,}", re.ASCII)
 _GROUP = re.compile(r"\d+", re.ASCII)
 
 
@@ -151,11 +154,27 @@ _SCALARS = (float, type(None))
 _CARD_MIN, _CARD_MAX = 10**12, 10**19
 
 
+def _scrub_str(value: str) -> str:
+    if value.startswith(("http://", "https://")) and " " not in value:
+        return scrub_url(value)
+    return scrub_text(value)
+
+
+def _scrub_dict(value: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
+    scrubbed = {}
+    for key, item in value.items():
+        if isinstance(key, str) and is_sensitive_key(key):
+            scrubbed[key] = FILTERED
+        elif type(item) is str:  # most values of a JSON object: spared a level of dispatch
+            scrubbed[key] = _scrub_str(item)
+        else:
+            scrubbed[key] = _scrub(item, depth + 1)
+    return scrubbed
+
+
 def _scrub(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        if value.startswith(("http://", "https://")) and " " not in value:
-            return scrub_url(value)
-        return scrub_text(value)
+        return _scrub_str(value)
     if isinstance(value, int):
         # A JSON body can carry a card number as a number, not a string.
         if _CARD_MIN <= value < _CARD_MAX and not isinstance(value, bool) and _is_card(str(value)):
@@ -166,12 +185,7 @@ def _scrub(value: Any, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         return FILTERED
     if isinstance(value, dict | Mapping):
-        return {
-            key: FILTERED
-            if isinstance(key, str) and is_sensitive_key(key)
-            else _scrub(item, depth + 1)
-            for key, item in value.items()
-        }
+        return _scrub_dict(value, depth)
     if isinstance(value, list):
         return [_scrub(item, depth + 1) for item in value]
     if isinstance(value, tuple):
@@ -218,15 +232,33 @@ def _scrub_params(query: str) -> str:
     return "&".join(parts)
 
 
+def _nothing_to_hide(url: str) -> bool:
+    # Without `@` (user info, e-mails), `%` (encoded text), a card-length digit run (`+` is an
+    # encoded space) or a sensitive parameter name, scrubbing would give the URL back unchanged:
+    # this C-speed check spares most URLs the split, decode and re-join below.
+    if "@" in url or "%" in url or _DIGIT_RUN.search(url.replace("+", " ")):
+        return False
+    before_fragment, _, fragment = url.partition("#")
+    for params in (before_fragment.partition("?")[2], fragment):
+        for part in params.split("&") if "=" in params else ():
+            name, sep, _ = part.partition("=")
+            if sep and is_sensitive_key(name.replace("+", " ")):
+                return False
+    return True
+
+
 def scrub_url(url: str) -> str:
     """Return the URL with user info, sensitive query/fragment values, cards and e-mails hidden."""
+    if _nothing_to_hide(url):
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
         return scrub_text(url)
-    _, at, host = parts.netloc.rpartition("@")
-    # Both halves of user:password can be the secret (`https://<token>@github.com`).
-    netloc = f"{FILTERED}@{scrub_text(host)}" if at else scrub_text(host)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    # Both halves of user:password can be the secret (`https://<token>@github.com`); an empty
+    # one hides nothing (and `http:////@` re-joins as `http://@`: it must stay as it is).
+    netloc = f"{FILTERED if userinfo else ''}{at}{scrub_text(host)}"
     # Segment by segment: `/` is legal in an e-mail's local part but here it separates segments.
     path = "/".join(_scrub_component(segment) for segment in parts.path.split("/"))
     # The final scrub_text catches what the `&`/`=` split cut in two (`a=b@c.com` is an e-mail).
@@ -247,12 +279,23 @@ def scrub_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """
     scrubbed: dict[str, str] = {}
     for name, value in headers.items():
-        if is_sensitive_key(name):
+        kind = _header_kind(name)
+        if kind is _HIDDEN:
             scrubbed[name] = FILTERED
         elif not isinstance(value, str):
             scrubbed[name] = scrub(value)
-        elif name.lower() in _URL_HEADERS:
+        elif kind is _URL_VALUED:
             scrubbed[name] = scrub_url(value)
         else:
             scrubbed[name] = scrub_text(value)
     return scrubbed
+
+
+_HIDDEN, _URL_VALUED, _TEXT = "hidden", "url", "text"
+
+
+@lru_cache(maxsize=4096)  # a service sends the same few header names with every request
+def _header_kind(name: str) -> str:
+    if is_sensitive_key(name):
+        return _HIDDEN
+    return _URL_VALUED if name.lower() in _URL_HEADERS else _TEXT

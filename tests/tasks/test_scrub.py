@@ -91,6 +91,15 @@ def test_scrub_text_filters_luhn_valid_cards_only() -> None:
     assert scrub_text("ts 2024-01-15 12:30:45") == "ts 2024-01-15 12:30:45"
 
 
+def test_scrub_text_finds_cards_among_other_digits() -> None:
+    # A card right after other digits is inside a longer run (which is no card) unless a
+    # separator sets it apart; ids and UUIDs full of digits are left alone.
+    assert scrub_text(f"ref 12-{VISA}") == f"ref 12-{FILTERED}"
+    assert scrub_text(f"ref 7{VISA}") == f"ref 7{VISA}"
+    uuid = "6994086a-81b6-06b2-d9ff-5e46156a990a"
+    assert scrub_text(f"job {uuid} at 10.0.79.5:5432") == f"job {uuid} at 10.0.79.5:5432"
+
+
 def test_scrub_text_finds_a_card_inside_a_longer_separated_run() -> None:
     assert scrub_text("ref 123 4111 1111 1111 1111") == f"ref 123 {FILTERED}"
     assert scrub_text("10 20 30 40 50 60 70 80") == "10 20 30 40 50 60 70 80"
@@ -179,6 +188,12 @@ def test_scrub_url() -> None:
     assert scrub_url("https://x.com/a?b=1") == "https://x.com/a?b=1"
     assert scrub_url("http://[::1") == "http://[::1"  # unparsable: scrubbed as text, no error
     assert scrub_url(f"/pay/4111%201111%201111%201111?{VISA}") == f"/pay/{FILTERED}?{FILTERED}"
+    # `+` is an encoded space in a query: the digits it separates are still one card.
+    assert scrub_url("/pay?card=4111+1111+1111+1111&n=1") == f"/pay?card={FILTERED}&n=1"
+    assert scrub_url("/x?a=1#session_id=s3") == f"/x?a=1#session_id={FILTERED}"
+    # Nothing to hide: the URL comes back exactly as sent, ids and all.
+    clean = "https://app.example.com/api/receipts/71192?page=1&sort=-created#top"
+    assert scrub_url(clean) == clean
 
 
 # --- properties ----------------------------------------------------------------------------------
@@ -241,3 +256,15 @@ def test_no_luhn_valid_card_survives(prefix: str, card: str, suffix: str) -> Non
     assert scrub(card) == FILTERED
     # Decoded, so a re-encoded space (`%20`) cannot glue its digits onto the text around it.
     assert card not in unquote(scrub_url(f"https://{text}/p/{text}?{text}=1&q={text}#{text}"))
+
+
+url_texts = st.text(alphabet="ab1234567890%@+-&=?#/:.[] _xX", max_size=40)
+
+
+@settings(max_examples=300, database=None, deadline=None)
+@given(st.sampled_from(["http://", "https://"]), url_texts)
+def test_scrubbing_a_url_twice_changes_nothing_more(scheme: str, rest: str) -> None:
+    once = scrub(scheme + rest)
+    assert scrub(once) == once
+    # An empty user info hides nothing (`http:////@` re-joins as `http://@`).
+    assert scrub_url("http:////@") == scrub_url("http://@") == "http://@"

@@ -42,6 +42,9 @@ def test_eight_processes_count_exactly_and_build_one_test_per_signature(
         "PREFECT_API_URL": PREFECT_API_URL.value(),
         "PYTHONPATH": str(ROOT),
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # Eight writers at once keep the test server's SQLite busy: it answers 503 for a while,
+        # which Prefect's client retries with back-off; five tries were sometimes too few.
+        "PREFECT_CLIENT_MAX_RETRIES": "8",
     }
     code = WORKER.format(events=EVENTS, bugs=BUGS)
     workers = [

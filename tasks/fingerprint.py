@@ -287,9 +287,8 @@ def fingerprint(
 def frames_fingerprint(
     error_type: str, frames: Sequence[dict[str, Any]], in_app_include: Sequence[str] = ()
 ) -> tuple[str, str] | None:
-    """Return (hash, culprit) of a failure with frames, as `fingerprint` does; None without.
-
-    The frames are whole, as `full_frame` returns them.
+    """Return (hash, culprit) of a failure with frames (whole, as `full_frame` returns them),
+    as `fingerprint` does; None without frames.
 
     The message plays no part when there are frames, so this is the whole of grouping for most
     events: what a frame's hash depends on (never its line) is looked up in a cache, because a
@@ -308,15 +307,13 @@ _SHAPE = itemgetter("module", "function", "filename", "in_app")  # all a frame's
 @lru_cache(maxsize=8192)
 def _shape_fingerprint(
     error_type: str, shape: _FrameShape, in_app_include: tuple[str, ...]
-) -> tuple[str, str] | None:
+) -> tuple[str, str]:
     frames = [
         Frame(module=module, function=function, filename=filename, in_app=in_app)
         for module, function, filename, in_app in shape
     ]
     in_app = [f for f in frames if is_in_app(f, in_app_include)]
-    keys = _collapse([_frame_key(f) for f in (in_app or frames)])
-    if not keys:
-        return None
+    keys = _collapse([_frame_key(f) for f in (in_app or frames)])  # one or more: frames exist
     body = "\n".join(f"{module}\x1f{function}" for module, function in keys)
     return _digest(error_type.strip(), body), _culprit(keys[-1])
 

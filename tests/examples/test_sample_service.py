@@ -136,14 +136,16 @@ def test_exception_fault_fails_and_is_reported(service: Service, case: Exception
     assert event.user == "user-a" and event.source == "python"
     assert event.stacktrace and case.error_type in event.stacktrace
 
-    in_app = [frame for frame in event.frames if frame.in_app]
+    in_app = [frame for frame in event.frames if frame.get("in_app")]
     assert len(in_app) >= 3
-    assert all(frame.module.startswith("examples.sample_service.") for frame in in_app)
-    assert not any(f.module.startswith("examples.") for f in event.frames if not f.in_app)
-    assert in_app[0].module == "examples.sample_service.app"  # outermost first
-    assert event.frames[-1].in_app and event.frames[-1].function == case.culprit
-    assert all(frame.lineno and frame.context_line for frame in in_app)
-    assert "examples.sample_service.reporter" not in {frame.module for frame in event.frames}
+    assert all(frame.get("module", "").startswith("examples.sample_service.") for frame in in_app)
+    assert not any(
+        f.get("module").startswith("examples.") for f in event.frames if not f.get("in_app")
+    )
+    assert in_app[0].get("module") == "examples.sample_service.app"  # outermost first
+    assert event.frames[-1].get("in_app") and event.frames[-1].get("function") == case.culprit
+    assert all(frame.get("lineno") and frame.get("context_line") for frame in in_app)
+    assert "examples.sample_service.reporter" not in {frame.get("module") for frame in event.frames}
 
     assert event.request is not None
     assert event.request.method == case.method

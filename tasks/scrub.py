@@ -280,11 +280,11 @@ def scrub_headers(headers: Mapping[str, str]) -> dict[str, str]:
     scrubbed: dict[str, str] = {}
     for name, value in headers.items():
         kind = _header_kind(name)
-        if kind is _HIDDEN:
+        if kind == _HIDDEN:
             scrubbed[name] = FILTERED
         elif not isinstance(value, str):
             scrubbed[name] = scrub(value)
-        elif kind is _URL_VALUED:
+        elif kind == _URL_VALUED:
             scrubbed[name] = scrub_url(value)
         else:
             scrubbed[name] = scrub_text(value)

@@ -20,7 +20,7 @@ from tasks.prepare import PreparedFailure, prepare_failure, prepare_success, sto
 from tasks.reproduce import find_due, record_replay_reports, split_replays, untrusted_signatures
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.storable import storable
-from tasks.store import StoredBatch, prune_samples, store_failures, store_successes
+from tasks.store import StoredBatch, store_failures, store_successes
 from tasks.validate import Rejection, validate_events
 
 __all__ = [
@@ -117,7 +117,6 @@ def process_failures(
     """Validate, classify, scrub, fingerprint and store a batch in one transaction."""
     with cyclic_gc_paused():  # a batch's objects are short-lived and acyclic: see gcpause
         stored, accepted, rejected, replays = _store_batch(raw_events, engine, settings, indexes)
-    prune_samples(engine, stored.over_sample_limit, settings.max_samples_per_signature)
     rechecks = _after_commit(engine, settings, stored.tested, replays)
     return BatchResult(
         replays=len(replays),

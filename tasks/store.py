@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, select, text
+from sqlalchemy import Connection, Engine, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from models.enums import SignatureStatus
 from models.settings import Settings
 from models.tables import FailureEvent, OccurrenceBucket, Signature, SuccessEvent
 from tasks.prepare import PreparedFailure, SignatureDelta, aggregate_signatures
 
-__all__ = ["StoredBatch", "dialect_insert", "prune_samples", "store_failures", "store_successes"]
-
-log = logging.getLogger(__name__)
+__all__ = ["StoredBatch", "dialect_insert", "store_failures", "store_successes"]
 
 STATEMENT_ROWS = 500
-PRUNE_LOCK_SPACE = 7_004_001  # advisory-lock namespace of sample pruning
 signature_table = Signature.__table__  # type: ignore[attr-defined]
 event_table = FailureEvent.__table__  # type: ignore[attr-defined]
 success_table = SuccessEvent.__table__  # type: ignore[attr-defined]
@@ -126,7 +121,8 @@ def _newest_per_signature(
 def store_failures(
     conn: Connection, prepared: Sequence[PreparedFailure], settings: Settings, now: Any
 ) -> StoredBatch:
-    """Upsert the batch's signatures and insert its samples, inside the caller's transaction."""
+    """Upsert the batch's signatures, insert its samples and prune the oldest past the bound,
+    inside the caller's transaction."""
     result = StoredBatch()
     if not prepared:
         return result
@@ -159,6 +155,7 @@ def store_failures(
     for start in range(0, len(events), STATEMENT_ROWS * 4):
         conn.execute(event_table.insert(), events[start : start + STATEMENT_ROWS * 4])
     result.events_stored = len(events)
+    _prune_samples(conn, result.over_sample_limit, settings.max_samples_per_signature)
     return result
 
 
@@ -182,54 +179,29 @@ def _add_to_buckets(
         conn.execute(statement, rows[start : start + STATEMENT_ROWS])
 
 
-def prune_samples(engine: Engine, signature_ids: Sequence[int], keep: int) -> int:
-    """Delete all but the newest `keep` samples of each signature; return how many went."""
-    if not signature_ids:
-        return 0
-    ranked = (
-        select(
-            event_table.c.id,
-            event_table.c.signature_id,
-        )
-        .add_columns(
-            func.row_number()
-            .over(
-                partition_by=event_table.c.signature_id,
-                order_by=(event_table.c.received_at.desc(), event_table.c.id.desc()),
-            )
-            .label("rank")
-        )
-        .where(event_table.c.signature_id.in_(list(signature_ids)))
-        .subquery()
+def _prune_statement() -> Any:
+    # Per signature, newest first along its (signature_id, received_at) index: what lies past
+    # the first `keep` goes. One statement per signature reads only that signature's rows.
+    beyond_newest = (
+        select(event_table.c.id)
+        .where(event_table.c.signature_id == bindparam("signature_id"))
+        .order_by(event_table.c.received_at.desc(), event_table.c.id.desc())
+        .offset(bindparam("keep"))
     )
-    try:
-        with engine.begin() as conn:
-            mine = _claim_for_pruning(conn, sorted(set(signature_ids)))
-            if not mine:
-                return 0
-            doomed = select(ranked.c.id).where(
-                ranked.c.rank > keep, ranked.c.signature_id.in_(mine)
-            )
-            return conn.execute(delete(event_table).where(event_table.c.id.in_(doomed))).rowcount
-    except DBAPIError as error:
-        # Housekeeping only: counts are already committed, and the next batch prunes again.
-        log.warning("pruning samples skipped this time: %s", error.orig or error)
-        return 0
+    return delete(event_table).where(event_table.c.id.in_(beyond_newest))
 
 
-def _claim_for_pruning(conn: Connection, signature_ids: list[int]) -> list[int]:
-    if conn.dialect.name != "postgresql":
-        return signature_ids  # SQLite has one writer at a time: nothing to race with
-    # Two pruners deleting the same rows in different orders deadlock; a signature another
-    # worker is pruning right now is simply left to it (the lock ends with the transaction).
-    claimed = conn.execute(
-        text(
-            "SELECT id FROM unnest(CAST(:ids AS integer[])) AS id "
-            "WHERE pg_try_advisory_xact_lock(:space, id) ORDER BY id"
-        ),
-        {"ids": signature_ids, "space": PRUNE_LOCK_SPACE},
-    )
-    return list(claimed.scalars())
+_PRUNE = _prune_statement()
+
+
+def _prune_samples(conn: Connection, signature_ids: Sequence[int], keep: int) -> None:
+    """Delete all but the newest `keep` samples of each signature, in the caller's transaction.
+
+    The caller holds these signatures' rows locked (it has just upserted them), so no other
+    writer prunes or adds to the same signatures until it commits.
+    """
+    if signature_ids:
+        conn.execute(_PRUNE, [{"signature_id": id_, "keep": keep} for id_ in signature_ids])
 
 
 def store_successes(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import TypedDict
@@ -36,26 +36,25 @@ class Frame(TypedDict, total=False):
     """One stack frame, innermost last (as Python and Sentry order them); every key optional.
 
     A plain dict, not a model: an event carries dozens of frames and ingestion validates
-    thousands of events a second, so frames skip model construction (`full_frame` fills gaps).
+    thousands of events a second, so frames skip model construction. Validation fills the keys
+    a client left out with their defaults; `full_frame` does it for frames built in Python.
     """
 
     __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
 
-    filename: str
-    module: str
-    function: str
-    lineno: int | None
-    in_app: Annotated[bool | None, Field(description="None: decided by the in-app rules.")]
-    context_line: str | None
+    filename: Annotated[str, Field(default="")]
+    module: Annotated[str, Field(default="")]
+    function: Annotated[str, Field(default="")]
+    lineno: Annotated[int | None, Field(default=None)]
+    in_app: Annotated[
+        bool | None, Field(default=None, description="None: decided by the in-app rules.")
+    ]
+    context_line: Annotated[str | None, Field(default=None)]
 
 
 _FRAME_DEFAULTS: dict[str, Any] = {
-    "filename": "",
-    "module": "",
-    "function": "",
-    "lineno": None,
-    "in_app": None,
-    "context_line": None,
+    key: hint.__metadata__[0].default
+    for key, hint in get_type_hints(Frame, include_extras=True).items()
 }
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from models.enums import Severity, severity_rank
+from models.enums import severity_rank
 from models.schemas import FailureEventIn, SuccessEventIn, full_frame, utcnow
 from models.settings import Settings
 from tasks.classify import classify
@@ -39,7 +39,7 @@ __all__ = [
 TRUNCATION_MARK = "…[truncated {n} chars]"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass pays a setattr call per field
 class PreparedFailure:
     """A validated failure turned into its signature's key and its scrubbed event row."""
 
@@ -105,11 +105,14 @@ def _scrub_request(event: FailureEventIn, settings: Settings) -> dict[str, Any] 
         "body": body,
     }
     if body is not None:
-        encoded = body if isinstance(body, str) else json.dumps(body, default=str)
+        encoded = body if isinstance(body, str) else _JSON.encode(body)
         if len(encoded) > settings.max_body_chars:
             captured["body"] = truncate(encoded, settings.max_body_chars)
             captured["body_truncated"] = True
     return captured
+
+
+_JSON = json.JSONEncoder(default=str)  # built once: json.dumps(default=…) builds one per call
 
 
 @lru_cache(maxsize=8192)  # a service has a bounded set of users and each sends many events
@@ -137,13 +140,12 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
     classification = classify(
         event.error_type, event.message, event.status_code, settings.classification_rules
     )
-    severity = Severity(event.severity or classification.severity).value
+    severity = (event.severity or classification.severity).value
     category = classification.category.value
-    frames = [
-        full_frame(frame)
-        for frame in event.frames
-        or (parse_python_traceback(event.stacktrace) if event.stacktrace else [])
-    ]
+    # Validated frames are whole already (and the event's own: storing may change them).
+    frames: list[dict[str, Any]] = event.frames  # type: ignore[assignment]
+    if not frames and event.stacktrace:
+        frames = [full_frame(frame) for frame in parse_python_traceback(event.stacktrace)]
     error_type = truncate(event.error_type, 200)
     message = truncate(event.message, settings.max_message_chars)
     if settings.scrub_enabled:

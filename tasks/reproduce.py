@@ -96,13 +96,16 @@ def untrusted_signatures(engine: Engine, signature_ids: Sequence[int]) -> list[i
     return sorted(signature_id for signature_id in found if signature_id is not None)
 
 
+_REPLAY_HEADER = REPLAY_HEADER.lower()
+
+
 def _replay_marker(event: FailureEventIn) -> str | None:
     if event.request is None:
         return None
-    wanted = REPLAY_HEADER.lower()
-    return next(
-        (value for name, value in event.request.headers.items() if name.lower() == wanted), None
-    )
+    for name, value in event.request.headers.items():  # names arrive in any case
+        if name.lower() == _REPLAY_HEADER:
+            return value
+    return None
 
 
 def split_replays(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, case, delete, select
@@ -22,6 +23,7 @@ signature_table = Signature.__table__  # type: ignore[attr-defined]
 event_table = FailureEvent.__table__  # type: ignore[attr-defined]
 success_table = SuccessEvent.__table__  # type: ignore[attr-defined]
 bucket_table = OccurrenceBucket.__table__  # type: ignore[attr-defined]
+_EVENT_INSERT = event_table.insert()
 
 
 @dataclass
@@ -38,7 +40,10 @@ class StoredBatch:
 
 def dialect_insert(engine_or_conn: Engine | Connection, table: Any) -> Any:
     """Return an INSERT for `table` that knows ON CONFLICT on this backend."""
-    name = engine_or_conn.dialect.name
+    return _insert_on(engine_or_conn.dialect.name, table)
+
+
+def _insert_on(name: str, table: Any) -> Any:
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":
@@ -50,8 +55,9 @@ def _severity_rank(column: Any) -> Any:
     return case({"low": 0, "medium": 1, "high": 2, "critical": 3}, value=column, else_=1)
 
 
-def _upsert_statement(conn: Connection) -> Any:
-    stmt = dialect_insert(conn, signature_table)
+@lru_cache(maxsize=4)  # one per backend: built once, not once per batch
+def _upsert_statement(backend: str) -> Any:
+    stmt = _insert_on(backend, signature_table)
     current, incoming = signature_table.c, stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=[current.fingerprint],
@@ -127,7 +133,7 @@ def store_failures(
     if not prepared:
         return result
     deltas = aggregate_signatures(prepared, settings.bucket_minutes)
-    statement = _upsert_statement(conn)
+    statement = _upsert_statement(conn.dialect.name)
     for start in range(0, len(deltas), STATEMENT_ROWS):
         rows = [_signature_row(d, now) for d in deltas[start : start + STATEMENT_ROWS]]
         for row in conn.execute(statement, rows):
@@ -153,28 +159,29 @@ def store_failures(
             item.row["signature_id"] = signature_id  # the row is the batch's own: no copy
             events.append(item.row)
     for start in range(0, len(events), STATEMENT_ROWS * 4):
-        conn.execute(event_table.insert(), events[start : start + STATEMENT_ROWS * 4])
+        conn.execute(_EVENT_INSERT, events[start : start + STATEMENT_ROWS * 4])
     result.events_stored = len(events)
     _prune_samples(conn, result.over_sample_limit, settings.max_samples_per_signature)
     return result
 
 
-def _add_to_buckets(
-    conn: Connection, deltas: Sequence[SignatureDelta], signature_ids: dict[str, int]
-) -> None:
-    rows = sorted(
-        (
-            {"signature_id": signature_ids[d.fingerprint], "bucket_start": start, "count": n}
-            for d in deltas
-            for start, n in d.buckets.items()
-        ),
-        key=lambda row: (row["signature_id"], row["bucket_start"]),  # one lock order for all
-    )
-    statement = dialect_insert(conn, bucket_table)
-    statement = statement.on_conflict_do_update(
+@lru_cache(maxsize=4)
+def _bucket_statement(backend: str) -> Any:
+    statement = _insert_on(backend, bucket_table)
+    return statement.on_conflict_do_update(
         index_elements=[bucket_table.c.signature_id, bucket_table.c.bucket_start],
         set_={"count": bucket_table.c.count + statement.excluded.count},
     )
+
+
+def _add_to_buckets(
+    conn: Connection, deltas: Sequence[SignatureDelta], signature_ids: dict[str, int]
+) -> None:
+    counts = sorted(  # one lock order for every writer: by signature, then bucket
+        (signature_ids[d.fingerprint], start, n) for d in deltas for start, n in d.buckets.items()
+    )
+    rows = [{"signature_id": id_, "bucket_start": start, "count": n} for id_, start, n in counts]
+    statement = _bucket_statement(conn.dialect.name)
     for start in range(0, len(rows), STATEMENT_ROWS):
         conn.execute(statement, rows[start : start + STATEMENT_ROWS])
 

@@ -67,7 +67,7 @@ class SignatureDelta:
 
     fingerprint: str
     error_type: str
-    message: str
+    first: PreparedFailure  # the batch's first event of it: the message of a new signature
     culprit: str
     category: str
     severity: str
@@ -223,7 +223,7 @@ def aggregate_signatures(
             seen = deltas[item.fingerprint] = SignatureDelta(
                 fingerprint=item.fingerprint,
                 error_type=item.error_type,
-                message=item.normalized_message,
+                first=item,
                 culprit=item.culprit,
                 category=item.category,
                 severity=item.severity,

@@ -167,6 +167,8 @@ def _scrub_dict(value: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
             scrubbed[key] = FILTERED
         elif type(item) is str:  # most values of a JSON object: spared a level of dispatch
             scrubbed[key] = _scrub_str(item)
+        elif type(item) is int and not _CARD_MIN <= item < _CARD_MAX:  # ids and counts, likewise
+            scrubbed[key] = item
         else:
             scrubbed[key] = _scrub(item, depth + 1)
     return scrubbed

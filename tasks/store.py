@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, delete, select
+from sqlalchemy import Connection, Engine, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.enums import SignatureStatus
@@ -24,6 +24,11 @@ event_table = FailureEvent.__table__  # type: ignore[attr-defined]
 success_table = SuccessEvent.__table__  # type: ignore[attr-defined]
 bucket_table = OccurrenceBucket.__table__  # type: ignore[attr-defined]
 _EVENT_INSERT = event_table.insert()
+_SET_MESSAGE = (
+    update(signature_table)
+    .where(signature_table.c.id == bindparam("signature"))
+    .values(message=bindparam("normalized"))
+)
 
 
 @dataclass
@@ -99,7 +104,9 @@ def _signature_row(delta: SignatureDelta, now: Any) -> dict[str, Any]:
     return {
         "fingerprint": delta.fingerprint,
         "error_type": delta.error_type,
-        "message": delta.message,
+        # Only a signature this batch creates keeps its message: written once it is known which
+        # (normalising a message costs more than the rest of an event's grouping).
+        "message": "",
         "culprit": delta.culprit,
         "category": delta.category,
         "severity": delta.severity,
@@ -134,6 +141,7 @@ def store_failures(
         return result
     deltas = aggregate_signatures(prepared, settings.bucket_minutes)
     statement = _upsert_statement(conn.dialect.name)
+    created = []
     for start in range(0, len(deltas), STATEMENT_ROWS):
         rows = [_signature_row(d, now) for d in deltas[start : start + STATEMENT_ROWS]]
         for row in conn.execute(statement, rows):
@@ -141,6 +149,7 @@ def store_failures(
             # created_at is only written on insert, so `now` there means this batch created it.
             if row.created_at == now:
                 result.new_signatures += 1
+                created.append(row)
             if row.occurrence_count > settings.max_samples_per_signature:
                 result.over_sample_limit.append(row.id)
             if (
@@ -151,6 +160,13 @@ def store_failures(
                 result.candidates.append(row.id)
             elif row.test_id is not None:
                 result.tested.append(row.id)
+    if created:
+        first = {delta.fingerprint: delta.first for delta in deltas}
+        messages = [
+            {"signature": row.id, "normalized": first[row.fingerprint].normalized_message}
+            for row in created
+        ]
+        conn.execute(_SET_MESSAGE, messages)
     _add_to_buckets(conn, deltas, result.signature_ids)
     events = []
     for key, items in _newest_per_signature(prepared, settings.max_samples_per_signature).items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -74,7 +73,7 @@ class SignatureDelta:
     first_seen: datetime
     last_seen: datetime
     count: int
-    buckets: Counter[datetime] = field(default_factory=Counter)
+    buckets: dict[datetime, int] = field(default_factory=dict)  # occurrences per bucket
 
 
 def truncate(text: str, limit: int) -> str:
@@ -240,7 +239,8 @@ def aggregate_signatures(
         elif at > seen.last_seen:
             seen.last_seen = at
         seen.count += 1
-        seen.buckets[bucket] += 1
+        counts = seen.buckets
+        counts[bucket] = counts.get(bucket, 0) + 1  # not Counter's +=: no __missing__ call
     return [deltas[key] for key in sorted(deltas)]
 
 

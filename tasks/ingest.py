@@ -17,6 +17,7 @@ from models.settings import Settings, get_settings
 from tasks.gcpause import cyclic_gc_paused
 from tasks.generation import GenerationOutcome, create_regression_tests
 from tasks.prepare import PreparedFailure, prepare_failure, prepare_success, storable_failure
+from tasks.release import release_in_background
 from tasks.reproduce import find_due, record_replay_reports, split_replays, untrusted_signatures
 from tasks.retry import DB_TASK_OPTIONS
 from tasks.storable import storable
@@ -89,22 +90,27 @@ def _store_batch(
 ) -> tuple[StoredBatch, int, list[Rejection], list[tuple[str, FailureEventIn]]]:
     """Validate, prepare and store one batch in one transaction; return what the caller needs.
 
-    Everything else the batch built is freed on return, before the cyclic collector is back on:
-    a collection then has a few objects to scan instead of the whole batch (see gcpause).
+    Once written, the batch's events and rows are freed on another thread while the database
+    commits (see release); nothing of them outlives the cyclic collector's pause (see gcpause).
     """
     accepted, rejected = validate_events(raw_events, FailureEventIn, indexes=indexes)
     accepted, replays = split_replays(accepted)
     prepared, unprocessable = _prepare_all(accepted, settings)
+    count, released = len(prepared), False
     try:
         with engine.begin() as conn:
             stored = store_failures(conn, prepared, settings, utcnow())
+            release_in_background(accepted, prepared)
+            accepted, prepared, released = [], [], True  # their last references went with them
     except (DataError, UnicodeEncodeError):
+        if released:  # the commit itself refused it: nothing is stored, the caller must retry
+            raise
         # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled back
         # whole, so storing the cleaned batch once more counts every event exactly once.
         prepared = [storable_failure(item) for item in prepared]
         with engine.begin() as conn:
             stored = store_failures(conn, prepared, settings, utcnow())
-    return stored, len(prepared), rejected + unprocessable, replays
+    return stored, count, rejected + unprocessable, replays
 
 
 def process_failures(

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from models.settings import Environment, Settings
 from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature
 from tasks.generation import create_regression_tests
-from tasks.ingest import process_failures, process_successes
+from tasks.ingest import PREPARE_CHUNK, process_failures, process_successes
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -91,6 +91,25 @@ def test_bad_events_are_rejected_by_field_and_good_ones_kept(engine: Engine) -> 
     assert result.rejected[2].errors[0].startswith("status_code")
     assert one(engine, Signature).occurrence_count == 2
     assert count(engine, FailureEvent) == 2
+
+
+def test_a_batch_of_several_chunks_names_each_bad_event_and_keeps_the_rest(engine: Engine) -> None:
+    size = PREPARE_CHUNK * 2 + 50  # validated and prepared a chunk at a time
+    bad = {
+        3: {"message": "no type"},
+        PREPARE_CHUNK + 1: "not an object",
+        size - 1: recipe_failure(0, status_code="five hundred"),
+    }
+    batch = [bad.get(n, recipe_failure(n, NOW + timedelta(seconds=n))) for n in range(size)]
+    lines = [1000 + n for n in range(size)]  # as `immunity ingest` numbers a file's lines
+    result = process_failures(batch, engine=engine, settings=settings(), indexes=lines)
+    assert result.accepted == size - 3
+    assert [r.index for r in result.rejected] == [1000 + n for n in sorted(bad)]
+    assert one(engine, Signature).occurrence_count == size - 3
+    with Session(engine) as session:
+        kept = session.exec(select(FailureEvent.received_at)).scalars().all()  # type: ignore[attr-defined]
+    # The newest five of the whole batch, whatever chunk they were prepared in.
+    assert sorted(kept) == [NOW + timedelta(seconds=n) for n in range(size - 6, size - 1)]
 
 
 def test_counts_stay_exact_while_samples_stay_bounded(engine: Engine) -> None:

@@ -61,7 +61,8 @@ PREPARE_CHUNK = 100
 class _PreparedBatch:
     """A batch after validation and preparation, in event order."""
 
-    events: list[tuple[int, FailureEventIn]] = field(default_factory=list)  # valid, not replays
+    # The valid events (not replays), kept only to be freed with the rest, off this thread.
+    events: list[tuple[int, FailureEventIn]] = field(default_factory=list)
     prepared: list[PreparedFailure] = field(default_factory=list)
     invalid: list[Rejection] = field(default_factory=list)
     unprocessable: list[Rejection] = field(default_factory=list)
@@ -120,7 +121,7 @@ def _store_batch(
     """Validate, prepare and store one batch in one transaction; return what the caller needs.
 
     Once written, the batch's events and rows are freed on another thread while the database
-    commits (see release); nothing of them outlives the cyclic collector's pause (see gcpause).
+    commits (see release), not by this one after it.
     """
     batch = _prepare_batch(raw_events, settings, indexes)
     prepared, count, released = batch.prepared, len(batch.prepared), False

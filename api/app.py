@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api.errors import install_error_handlers
-from api.routes_fixes import router as fixes_router
-from api.routes_ingest import router as ingest_router
-from api.routes_sentry import router as sentry_router
-from models.db import get_engine
-from models.settings import Settings, get_settings
+from immunity.api.errors import install_error_handlers
+from immunity.api.routes_fixes import router as fixes_router
+from immunity.api.routes_ingest import router as ingest_router
+from immunity.api.routes_sentry import router as sentry_router
+from immunity.models.db import get_engine
+from immunity.models.settings import Settings, get_settings
 
 __all__ = ["create_app"]
 

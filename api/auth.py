@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from fastapi import Request
 
-from api.errors import ApiError
+from immunity.api.errors import ApiError
 
 __all__ = ["hash_token", "new_token", "require_token", "sentry_key", "token_matches"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import brotli
 from fastapi import Request
 
-from api.errors import ApiError
+from immunity.api.errors import ApiError
 
 __all__ = ["decode_json", "read_body"]
 

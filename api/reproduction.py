@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 
-from tasks.reproduce import verify_tests
+from immunity.tasks.generate.reproduce import verify_tests
 
 __all__ = ["reproduction_check"]
 

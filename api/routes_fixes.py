@@ -8,13 +8,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.auth import require_token
-from api.errors import ApiError
-from models.enums import FixStatus
-from models.fixes import Approval
-from models.heal_tables import FixProposal
-from tasks.approvals import DecisionConflictError, submit_decision
-from tasks.fix_store import ProposalNotFoundError, get_proposal, list_events, list_proposals
+from immunity.api.auth import require_token
+from immunity.api.errors import ApiError
+from immunity.models.enums import FixStatus
+from immunity.models.fixes import Approval
+from immunity.models.heal_tables import FixProposal
+from immunity.tasks.heal.approvals import DecisionConflictError, submit_decision
+from immunity.tasks.heal.store import (
+    ProposalNotFoundError,
+    get_proposal,
+    list_events,
+    list_proposals,
+)
 
 __all__ = ["router"]
 

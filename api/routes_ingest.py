@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.background import BackgroundTask
 
-from api.auth import require_token
-from api.body import decode_json, read_body
-from api.errors import ApiError
-from api.reproduction import reproduction_check
-from tasks.ingest import ingest_and_generate, process_successes
+from immunity.api.auth import require_token
+from immunity.api.body import decode_json, read_body
+from immunity.api.errors import ApiError
+from immunity.api.reproduction import reproduction_check
+from immunity.tasks.ingest.pipeline import ingest_and_generate, process_successes
 
 __all__ = ["router"]
 

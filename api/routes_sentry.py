@@ -19,16 +19,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from api.auth import sentry_key
-from api.body import read_body
-from api.errors import ApiError
-from api.reproduction import reproduction_check
-from models.schemas import FailureEventIn, SuccessEventIn
-from models.settings import Settings
-from tasks.ingest import ingest_and_generate, process_successes
-from tasks.prepare import prepare_failure
-from tasks.sentry import SentryBatch, SentryFormatError, envelope_to_batch, store_to_batch
-from tasks.validate import validate_events
+from immunity.api.auth import sentry_key
+from immunity.api.body import read_body
+from immunity.api.errors import ApiError
+from immunity.api.reproduction import reproduction_check
+from immunity.models.schemas import FailureEventIn, SuccessEventIn
+from immunity.models.settings import Settings
+from immunity.tasks.ingest.pipeline import ingest_and_generate, process_successes
+from immunity.tasks.ingest.prepare import prepare_failure
+from immunity.tasks.ingest.sentry import (
+    SentryBatch,
+    SentryFormatError,
+    envelope_to_batch,
+    store_to_batch,
+)
+from immunity.tasks.ingest.validate import validate_events
 
 __all__ = ["router"]
 

@@ -128,7 +128,7 @@ def site() -> FastAPI:
 
 def serve() -> None:
     """In the site's subprocess: serve the site, print its URL, stop when stdin closes."""
-    from examples.sample_service import start_server
+    from immunity.examples.sample_service import start_server
 
     server = start_server(site())
     print(server.base_url, flush=True)

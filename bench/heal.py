@@ -45,16 +45,16 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from examples.heal_drill import capture_failures
-from examples.seeded_bugs import SEEDED_BUGS, SeededBug, seed_repo
-from flows.heal import propose_fix
-from flows.ingest import ingest_failures
-from models.db import create_schema, get_engine
-from models.enums import FixStatus, FixStrategy
-from models.fixes import Verification
-from models.heal_tables import FixProposal
-from models.settings import get_settings
-from models.tables import Signature
+from immunity.examples.heal_drill import capture_failures
+from immunity.examples.seeded_bugs import SEEDED_BUGS, SeededBug, seed_repo
+from immunity.flows.heal import propose_fix
+from immunity.flows.ingest import ingest_failures
+from immunity.models.db import create_schema, get_engine
+from immunity.models.enums import FixStatus, FixStrategy
+from immunity.models.fixes import Verification
+from immunity.models.heal_tables import FixProposal
+from immunity.models.settings import get_settings
+from immunity.models.tables import Signature
 
 SOURCE_ROOTS = ["examples/sample_service"]
 # Any of these would let the AI strategies run: the bench is offline by definition.

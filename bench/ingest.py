@@ -45,14 +45,14 @@ import psycopg
 from _figures import Figure, figures_table, say
 from sqlalchemy import Engine, func, select
 
-from examples.synthetic import synthetic_events
-from models.db import create_schema, get_engine
-from models.schemas import FailureEventIn
-from models.settings import Settings, get_settings
-from models.tables import FailureEvent, Signature
-from tasks.ingest import process_failures
-from tasks.prepare import PreparedFailure, prepare_failure
-from tasks.store import dialect_insert
+from immunity.examples.synthetic import synthetic_events
+from immunity.models.db import create_schema, get_engine
+from immunity.models.schemas import FailureEventIn
+from immunity.models.settings import Settings, get_settings
+from immunity.models.tables import FailureEvent, Signature
+from immunity.tasks.ingest.pipeline import process_failures
+from immunity.tasks.ingest.prepare import PreparedFailure, prepare_failure
+from immunity.tasks.ingest.store import dialect_insert
 
 BATCH_EVENTS = 2_000  # events per process_failures call / per raw transaction
 RAW_STATEMENT_ROWS = 500  # rows per INSERT … ON CONFLICT DO NOTHING in the baseline
@@ -243,7 +243,7 @@ def warm_prefect() -> None:
 
 def flow_ingest(url: str, path: Path) -> int:
     """Stream `path` through the `ingest_file` flow into `url`; return the events accepted."""
-    from flows.ingest import ingest_file
+    from immunity.flows.ingest import ingest_file
 
     use_store(url)
     return ingest_file(str(path), generate=False, batch_size=BATCH_EVENTS).accepted

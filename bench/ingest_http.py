@@ -49,12 +49,12 @@ import psycopg
 from _outage_load import EncodedBatch, LoadResult, RetryPolicy, encode_batches, percentile, run_load
 from sqlalchemy import Engine, func, select, text
 
-from api.auth import hash_token, new_token
-from examples.synthetic import synthetic_events
-from models.db import get_engine
-from models.settings import Settings
-from models.tables import OccurrenceBucket, RegressionTest, Signature
-from tasks.schema import upgrade_database
+from immunity.api.auth import hash_token, new_token
+from immunity.examples.synthetic import synthetic_events
+from immunity.models.db import get_engine
+from immunity.models.settings import Settings
+from immunity.models.tables import OccurrenceBucket, RegressionTest, Signature
+from immunity.tasks.shared.schema import upgrade_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
@@ -147,7 +147,7 @@ def api_server(
         "-m",
         "uvicorn",
         "--factory",
-        "api.app:create_app",
+        "immunity.api.app:create_app",
         "--host",
         "127.0.0.1",
         "--port",

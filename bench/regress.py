@@ -60,13 +60,13 @@ from _figures import Figure, figures_table, say
 from jsonschema.validators import validator_for
 from sqlmodel import Session
 
-from examples.sample_service.generation import plan_files
-from models.db import get_engine
-from models.settings import get_settings
-from models.specs import Expectations, HttpSpec, TestCase
-from models.tables import RegressionTest
-from tasks.runner import run_cases_sync
-from tasks.schema import upgrade_database
+from immunity.examples.sample_service.generation import plan_files
+from immunity.models.db import get_engine
+from immunity.models.settings import get_settings
+from immunity.models.specs import Expectations, HttpSpec, TestCase
+from immunity.models.tables import RegressionTest
+from immunity.tasks.shared.runner import run_cases_sync
+from immunity.tasks.shared.schema import upgrade_database
 
 MIN_SPEEDUP = 5.0  # immunity vs sequential pytest
 MAX_OVERHEAD_MS = 2.0  # immunity vs the bare loop, per test
@@ -321,7 +321,7 @@ class Delayed:
 
 def serve(latency_ms: float) -> None:
     """In the service subprocess: serve the sample app, print its URL, stop when stdin closes."""
-    from examples.sample_service import create_app, start_server
+    from immunity.examples.sample_service import create_app, start_server
 
     app: Any = create_app(None, release="sample@bench", environment=ENVIRONMENT)
     if latency_ms > 0:
@@ -605,7 +605,7 @@ def bench_flow(
     workdir: Path,
 ) -> Timing:
     """Store the probes at `url`, warm up on one test, then time the flow over all of them."""
-    from flows.regress import run_regression_suite
+    from immunity.flows.regress import run_regression_suite
 
     count = len(probes)
     store_tests(url, probes)

@@ -35,11 +35,11 @@ from typing import Any
 from _figures import Figure, figures_table, say
 from _ui_site import CATEGORIES, PRODUCTS, price, site_process
 
-from models.enums import ExecutionStatus
-from models.settings import Settings
-from models.specs import TestCase
-from models.ui_specs import UiSpec
-from tasks.ui_runner import BrowserPool, chromium_missing, run_ui_cases
+from immunity.models.enums import ExecutionStatus
+from immunity.models.settings import Settings
+from immunity.models.specs import TestCase
+from immunity.models.ui_specs import UiSpec
+from immunity.tasks.ui.runner import BrowserPool, chromium_missing, run_ui_cases
 
 MIN_SPEEDUP = 3.0  # a reused pool vs a new browser per test
 Steps = list[dict[str, Any]]

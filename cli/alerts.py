@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from models.reports import HealthReport
-    from models.tables import Alert
+    from immunity.models.reports import HealthReport
+    from immunity.models.tables import Alert
 
 __all__ = ["alerts", "alerts_table", "health", "health_table", "register"]
 
@@ -67,8 +67,8 @@ def health_table(report: HealthReport) -> Table:
 
 def alerts(limit: Annotated[int, typer.Option(help="How many to show.", min=1)] = 50) -> None:
     """List alerts, newest first (key, kind, severity, when, channel, delivered, message)."""
-    from models.db import get_engine
-    from tasks.alerts import list_alerts
+    from immunity.models.db import get_engine
+    from immunity.tasks.shared.alerts import list_alerts
 
     Console().print(alerts_table(list_alerts(get_engine(), limit=limit)))
 
@@ -79,7 +79,7 @@ def health(
     ] = None,
 ) -> None:
     """Run the health check now: failure rate over the window, alerts; exit 1 when unhealthy."""
-    from flows.health import check_health
+    from immunity.flows.health import check_health
 
     report = check_health(environment=environment)
     Console().print(health_table(report))

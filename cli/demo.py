@@ -13,7 +13,7 @@ import httpx
 from rich.console import Console
 from rich.panel import Panel
 
-from cli.render import signatures_table, tests_table
+from immunity.cli.render import signatures_table, tests_table
 
 __all__ = ["run_demo"]
 
@@ -36,7 +36,7 @@ class _NewLines:
 
 
 def _use_sample_service_as_production(base_url: str) -> None:
-    from models.settings import get_settings
+    from immunity.models.settings import get_settings
 
     # The same service plays staging too: replays of unsafe requests go there, not to production.
     os.environ["IMMUNITY_ENVIRONMENTS"] = json.dumps(
@@ -52,8 +52,8 @@ def _use_sample_service_as_production(base_url: str) -> None:
 
 def _regression_runs(console: Console, client: httpx.Client) -> None:
     """Run the suite on staging with the faults on, then after they are fixed."""
-    from examples.traffic import DEMO_FAULTS, switch_faults
-    from flows.regress import run_regression_suite
+    from immunity.examples.traffic import DEMO_FAULTS, switch_faults
+    from immunity.flows.regress import run_regression_suite
 
     for label in ("faults still on", "faults fixed"):
         if label == "faults fixed":
@@ -78,13 +78,13 @@ def _start_prefect(console: Console) -> None:
 
 def run_demo(console: Console, *, port: int = 0, users: int = 4, days: int = 3) -> None:
     """Run the whole first loop on the embedded defaults and print what it produced."""
-    from examples.sample_service import JsonlSink, Reporter, create_app, start_server
-    from examples.traffic import DEMO_FAULTS, drive_day, switch_faults
-    from flows.ingest import ingest_failures, ingest_successes
-    from models.db import get_engine
-    from models.settings import get_settings
-    from tasks.queries import list_signatures, list_tests
-    from tasks.schema import upgrade_database
+    from immunity.examples.sample_service import JsonlSink, Reporter, create_app, start_server
+    from immunity.examples.traffic import DEMO_FAULTS, drive_day, switch_faults
+    from immunity.flows.ingest import ingest_failures, ingest_successes
+    from immunity.models.db import get_engine
+    from immunity.models.settings import get_settings
+    from immunity.tasks.shared.queries import list_signatures, list_tests
+    from immunity.tasks.shared.schema import upgrade_database
 
     started = time.monotonic()
     settings = get_settings()

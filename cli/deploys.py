@@ -27,8 +27,8 @@ def deploy(
     ] = None,
 ) -> None:
     """Deploy behind the readiness gate, watch, and promote or roll back; exit 1 unless promoted."""
-    from flows.deploy import deploy as deploy_flow
-    from tasks.deploy import DeployRefusedError
+    from immunity.flows.deploy import deploy as deploy_flow
+    from immunity.tasks.deploy.tasks import DeployRefusedError
 
     try:
         outcome = deploy_flow(
@@ -54,8 +54,8 @@ def deploy(
 
 def deployments(limit: Annotated[int, typer.Option(help="How many to show.")] = 30) -> None:
     """List the newest deployments: gate, status, what a rollback restored."""
-    from models.db import get_engine
-    from tasks.deploy_store import list_deployments
+    from immunity.models.db import get_engine
+    from immunity.tasks.deploy.store import list_deployments
 
     table = Table(title="Deployments", title_justify="left")
     for column in ("id", "target", "env", "ref", "status", "gate", "fix", "rollback of", "detail"):

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from models.deploy_tables import Experiment
+    from immunity.models.deploy_tables import Experiment
 
 __all__ = ["experiments_table", "register"]
 
@@ -52,8 +52,8 @@ def experiments_table(
 
 def experiments(limit: Annotated[int, typer.Option(help="How many to show.")] = 50) -> None:
     """List fix experiments, newest first: who won and on how many runs."""
-    from models.db import get_engine
-    from tasks.experiments import list_experiments, sample_totals
+    from immunity.models.db import get_engine
+    from immunity.tasks.deploy.experiments import list_experiments, sample_totals
 
     engine = get_engine()
     found = list_experiments(engine, limit=limit)

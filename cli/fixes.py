@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from models.heal_tables import ErrorPattern, FixProposal
+    from immunity.models.heal_tables import ErrorPattern, FixProposal
 
 __all__ = ["register"]
 
@@ -72,8 +72,8 @@ def heal(
     ] = False,
 ) -> None:
     """Propose a fix for a signature and put it up for approval."""
-    from flows.heal import propose_fix
-    from tasks.fix_context import SignatureNotFoundError
+    from immunity.flows.heal import propose_fix
+    from immunity.tasks.heal.context import SignatureNotFoundError
 
     try:
         outcome = propose_fix(signature_id, wait_for_approval=wait)
@@ -94,9 +94,9 @@ def heal(
 
 def pending() -> None:
     """List the proposals awaiting a decision."""
-    from models.db import get_engine
-    from models.enums import FixStatus
-    from tasks.fix_store import list_proposals
+    from immunity.models.db import get_engine
+    from immunity.models.enums import FixStatus
+    from immunity.tasks.heal.store import list_proposals
 
     found = list_proposals(get_engine(), statuses=[FixStatus.AWAITING_APPROVAL])
     console.print(proposals_table(found, "Awaiting approval"))
@@ -107,8 +107,8 @@ def list_fixes(
     limit: Annotated[int, typer.Option(help="How many to show.")] = 50,
 ) -> None:
     """List the newest fix proposals."""
-    from models.db import get_engine
-    from tasks.fix_store import list_proposals
+    from immunity.models.db import get_engine
+    from immunity.tasks.heal.store import list_proposals
 
     found = list_proposals(get_engine(), statuses=[status] if status else [], limit=limit)
     console.print(proposals_table(found, "Fix proposals"))
@@ -118,10 +118,10 @@ def show(proposal_id: ProposalId) -> None:
     """Show one proposal: what the reviewer sees, and its history."""
     from sqlmodel import Session
 
-    from models.db import get_engine
-    from models.tables import Signature
-    from tasks.fix_report import proposal_markdown
-    from tasks.fix_store import ProposalNotFoundError, get_proposal, list_events
+    from immunity.models.db import get_engine
+    from immunity.models.tables import Signature
+    from immunity.tasks.heal.report import proposal_markdown
+    from immunity.tasks.heal.store import ProposalNotFoundError, get_proposal, list_events
 
     engine = get_engine()
     try:
@@ -146,10 +146,14 @@ def show(proposal_id: ProposalId) -> None:
 def _decide(proposal_id: int, approved: bool, reviewer: str, notes: str) -> None:
     from pydantic import ValidationError
 
-    from models.db import get_engine
-    from models.fixes import Approval
-    from tasks.approvals import DecisionConflictError, submit_decision, wait_for_decision
-    from tasks.fix_store import ProposalNotFoundError
+    from immunity.models.db import get_engine
+    from immunity.models.fixes import Approval
+    from immunity.tasks.heal.approvals import (
+        DecisionConflictError,
+        submit_decision,
+        wait_for_decision,
+    )
+    from immunity.tasks.heal.store import ProposalNotFoundError
 
     engine = get_engine()
     try:
@@ -177,8 +181,8 @@ def reject(proposal_id: ProposalId, reviewer: Reviewer, notes: Notes = "") -> No
 
 def patterns(limit: Annotated[int, typer.Option(help="How many to show.")] = 100) -> None:
     """List the error patterns learned from decided fixes."""
-    from models.db import get_engine
-    from tasks.patterns import list_patterns
+    from immunity.models.db import get_engine
+    from immunity.tasks.heal.patterns import list_patterns
 
     console.print(patterns_table(list_patterns(get_engine(), limit=limit)))
 

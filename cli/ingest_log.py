@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from models.reports import GeneratedTest
-from tasks.logparse import iter_log_failures
+from immunity.models.reports import GeneratedTest
+from immunity.tasks.ingest.logparse import iter_log_failures
 
 __all__ = ["chunk_events", "ingest_log", "register"]
 
@@ -78,7 +78,7 @@ def _note_generation(totals: _Totals, generated: list[GeneratedTest]) -> None:
 def _ingest(file: Path, environment: str, generate: bool) -> _Totals:
     # The progress bar and the summary tell the story; Prefect's per-run logs still reach its UI.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from flows.ingest import ingest_failures  # Prefect is slow to import: only when needed
+    from immunity.flows.ingest import ingest_failures  # Prefect is slow to import: only when needed
 
     totals = _Totals()
     columns = (

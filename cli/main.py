@@ -8,8 +8,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import alerts, deploys, experiments, fixes, ingest_log, readiness, regress, service, stack
-from cli.render import signatures_table, tests_table, unverified_table
+from immunity.cli import (
+    alerts,
+    deploys,
+    experiments,
+    fixes,
+    ingest_log,
+    readiness,
+    regress,
+    service,
+    stack,
+)
+from immunity.cli.render import signatures_table, tests_table, unverified_table
 
 app = typer.Typer(
     no_args_is_help=True, help="immunity: recurring production failures become regression tests."
@@ -37,8 +47,8 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Alembic revision to upgrade to.")] = "head",
 ) -> None:
     """Create or migrate the store's tables (SQLite by default; see IMMUNITY_DATABASE_URL)."""
-    from models.settings import get_settings
-    from tasks.schema import upgrade_database
+    from immunity.models.settings import get_settings
+    from immunity.tasks.shared.schema import upgrade_database
 
     url = get_settings().effective_database_url
     upgrade_database(url, revision)
@@ -61,7 +71,7 @@ def ingest(
     if not file.is_file():
         errors.print(f"[red]no such file: {file}[/]")
         raise typer.Exit(code=2)
-    from flows.ingest import ingest_file
+    from immunity.flows.ingest import ingest_file
 
     with console.status(f"ingesting {file} …"):
         report = ingest_file(str(file), kind=kind, generate=generate, batch_size=batch_size)
@@ -80,7 +90,7 @@ def ingest(
 @app.command("generate")
 def generate() -> None:
     """Sweep every signature and build the regression tests that are due."""
-    from flows.generate import generate_regression_tests
+    from immunity.flows.generate import generate_regression_tests
 
     generated = generate_regression_tests()
     console.print(f"{sum(g.created for g in generated)} test(s) created")
@@ -90,8 +100,8 @@ def generate() -> None:
 @app.command("signatures")
 def signatures(limit: Annotated[int, typer.Option(help="How many to show.")] = 50) -> None:
     """List signatures, most recently seen first."""
-    from models.db import get_engine
-    from tasks.queries import list_signatures
+    from immunity.models.db import get_engine
+    from immunity.tasks.shared.queries import list_signatures
 
     console.print(signatures_table(list_signatures(get_engine(), limit=limit)))
 
@@ -110,8 +120,8 @@ def tests_list(
     """List regression tests."""
     if ctx.invoked_subcommand is not None:
         return
-    from models.db import get_engine
-    from tasks.queries import list_tests
+    from immunity.models.db import get_engine
+    from immunity.tasks.shared.queries import list_tests
 
     if unverified:
         tests = list_tests(get_engine(), unverified=True)
@@ -135,7 +145,7 @@ def demo(
 
     # The story is told in tables; Prefect's per-run log lines still reach its UI.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from cli.demo import run_demo
+    from immunity.cli.demo import run_demo
 
     run_demo(console, port=port, users=users, days=days)
 
@@ -143,7 +153,7 @@ def demo(
 @app.command("serve")
 def serve() -> None:
     """Serve every flow as a Prefect deployment (with schedules) until interrupted."""
-    from deployments.serve import serve_all
+    from immunity.deployments.serve import serve_all
 
     serve_all()
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from models.results import CaseResult, SuiteSummary
-    from models.settings import Settings
-    from models.specs import Selection, TestCase
+    from immunity.models.results import CaseResult, SuiteSummary
+    from immunity.models.settings import Settings
+    from immunity.models.specs import Selection, TestCase
 
 __all__ = ["ImmunityCollector", "ImmunityItem", "StoreUnavailableError"]
 
@@ -75,9 +75,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from models.settings import Settings
-    from models.specs import Selection
-    from tasks.suite_store import UnknownEnvironmentError
+    from immunity.models.settings import Settings
+    from immunity.models.specs import Selection
+    from immunity.tasks.regress.store import UnknownEnvironmentError
 
     try:
         settings = Settings(database_url=url)
@@ -135,10 +135,10 @@ class ImmunityCollector(pytest.Collector):
         from sqlalchemy.exc import SQLAlchemyError
         from sqlmodel import Session, col, select
 
-        from models.db import get_engine
-        from models.specs import TestCase
-        from models.tables import RegressionTest
-        from tasks.suite_store import select_cases
+        from immunity.models.db import get_engine
+        from immunity.models.specs import TestCase
+        from immunity.models.tables import RegressionTest
+        from immunity.tasks.regress.store import select_cases
 
         state = self.config.stash[_STATE]
         settings, engine = state.settings, get_engine(state.settings.database_url)
@@ -207,7 +207,7 @@ class ImmunityItem(pytest.Item):
 
 
 def _run_batch(session: pytest.Session, state: _State) -> dict[int, CaseResult]:
-    from tasks.runner import run_any
+    from immunity.tasks.shared.runner import run_any
 
     # Everything collected and not deselected runs now, together; later items read the cache.
     batch = [item for item in session.items if isinstance(item, ImmunityItem)]
@@ -247,9 +247,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from sqlalchemy.exc import SQLAlchemyError
 
-    from models.db import get_engine
-    from models.enums import Trigger
-    from tasks.suite_store import close_suite_run, open_suite_run, record_results
+    from immunity.models.db import get_engine
+    from immunity.models.enums import Trigger
+    from immunity.tasks.regress.store import close_suite_run, open_suite_run, record_results
 
     settings, engine = state.settings, get_engine(state.settings.database_url)
     try:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from models.readiness import Readiness
+    from immunity.models.readiness import Readiness
 
 __all__ = ["readiness_table", "register"]
 
@@ -49,15 +49,15 @@ def readiness_table(readiness: Readiness) -> Table:
 
 
 def _measure(env: str | None) -> Readiness:
-    from models.settings import get_settings
-    from tasks.suite_store import UnknownEnvironmentError
+    from immunity.models.settings import get_settings
+    from immunity.tasks.regress.store import UnknownEnvironmentError
 
     settings = get_settings()
     if env is not None and env not in settings.environments:
         error = UnknownEnvironmentError(env, list(settings.environments))
         errors.print(f"[red]{escape(str(error))}[/]")
         raise typer.Exit(code=2)
-    from flows.health import check_readiness
+    from immunity.flows.health import check_readiness
 
     return check_readiness(environment=env)
 
@@ -98,8 +98,8 @@ def gate(
     env: Env = None,
 ) -> None:
     """Exit 1 when readiness is below the minimum or a critical test fails: the CI gate."""
-    from models.settings import get_settings
-    from tasks.readiness import gate_failures
+    from immunity.models.settings import get_settings
+    from immunity.tasks.health.readiness import gate_failures
 
     threshold = get_settings().deploy_min_readiness if min_readiness is None else min_readiness
     measured = _measure(env)

@@ -16,8 +16,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from models.results import SuiteSummary
-    from models.specs import Selection
+    from immunity.models.results import SuiteSummary
+    from immunity.models.specs import Selection
 
 __all__ = ["register", "summary_table"]
 
@@ -70,7 +70,7 @@ def summary_table(summary: SuiteSummary) -> Table:
 
 
 def _failures_table(engine: Engine, suite_run_id: int) -> Table | None:
-    from tasks.queries import list_executions
+    from immunity.tasks.shared.queries import list_executions
 
     rows = list_executions(
         engine, suite_run_id=suite_run_id, statuses=("failed", "error", "flaky", "skipped")
@@ -93,7 +93,7 @@ def _failures_table(engine: Engine, suite_run_id: int) -> Table | None:
 
 
 def _watch(engine: Engine, suite_run_id: int, done: threading.Event) -> None:
-    from tasks.queries import suite_progress
+    from immunity.tasks.shared.queries import suite_progress
 
     with Progress(
         TextColumn("[bold]running tests"),
@@ -124,7 +124,7 @@ def run(
     json_report: JsonPath = None,
 ) -> None:
     """Run regression tests; exit 1 when a critical test fails (the CI gate)."""
-    from models.specs import Selection
+    from immunity.models.specs import Selection
 
     selection = Selection(
         ids=test_id or [], names=name or [], tags=tag or [], types=type_ or [], kinds=kind or []
@@ -143,9 +143,9 @@ def ui(
     json_report: JsonPath = None,
 ) -> None:
     """Run UI tests in headless Chromium; exit 1 when a critical one fails."""
-    from models.settings import get_settings
-    from models.specs import Selection
-    from tasks.ui_runner import chromium_missing
+    from immunity.models.settings import get_settings
+    from immunity.models.specs import Selection
+    from immunity.tasks.ui.runner import chromium_missing
 
     missing = chromium_missing(get_settings())
     if missing:
@@ -164,10 +164,10 @@ def _run_suite(
     json_report: Path | None,
     ui: bool,
 ) -> None:
-    from models.db import get_engine
-    from models.enums import Trigger
-    from models.settings import get_settings
-    from tasks.suite_store import UnknownEnvironmentError, open_suite_run
+    from immunity.models.db import get_engine
+    from immunity.models.enums import Trigger
+    from immunity.models.settings import get_settings
+    from immunity.tasks.regress.store import UnknownEnvironmentError, open_suite_run
 
     settings = get_settings()
     try:
@@ -180,8 +180,8 @@ def _run_suite(
             f"[red]{escape(str(UnknownEnvironmentError(env, list(settings.environments))))}[/]"
         )
         raise typer.Exit(code=2)
-    from flows.regress import run_regression_suite
-    from flows.ui import run_ui_suite
+    from immunity.flows.regress import run_regression_suite
+    from immunity.flows.ui import run_ui_suite
 
     engine = get_engine()
     suite_id = open_suite_run(
@@ -235,9 +235,9 @@ def _report(
 
 def status() -> None:
     """Show the latest suite run and every test's confidence, band and results."""
-    from cli.render import tests_table
-    from models.db import get_engine
-    from tasks.queries import latest_suite_summary, list_tests
+    from immunity.cli.render import tests_table
+    from immunity.models.db import get_engine
+    from immunity.tasks.shared.queries import latest_suite_summary, list_tests
 
     engine = get_engine()
     latest = latest_suite_summary(engine)
@@ -253,9 +253,9 @@ def add(
     replace: Annotated[bool, typer.Option(help="Update tests that already exist.")] = False,
 ) -> None:
     """Add manual tests (smoke, contract, integration) from YAML; all or nothing."""
-    from models.db import get_engine
-    from tasks.manual_tests import save_definitions
-    from tasks.testdefs import load_definitions
+    from immunity.models.db import get_engine
+    from immunity.tasks.regress.manual_tests import save_definitions
+    from immunity.tasks.regress.testdefs import load_definitions
 
     if not path.exists():
         errors.print(f"[red]no such file or directory: {path}[/]")

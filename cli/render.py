@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from rich.markup import escape
 from rich.table import Table
 
-from models.tables import RegressionTest, Signature
-from tasks.queries import confidence_band
+from immunity.models.tables import RegressionTest, Signature
+from immunity.tasks.shared.queries import confidence_band
 
 __all__ = ["reproduction_label", "signatures_table", "tests_table", "unverified_table"]
 

@@ -37,7 +37,7 @@ def token_create(
     ] = Path(".env"),
 ) -> None:
     """Create an API token: it is printed once; only its SHA-256 hash is written to .env."""
-    from api.auth import hash_token, new_token
+    from immunity.api.auth import hash_token, new_token
 
     token = new_token()
     _update_env(env_file, "IMMUNITY_API_TOKENS", lambda now: [*(now or []), hash_token(token)])
@@ -68,7 +68,7 @@ def api(
     """Serve the ingest API (native and Sentry-compatible) until interrupted."""
     import uvicorn
 
-    from api.app import create_app
+    from immunity.api.app import create_app
 
     uvicorn.run(create_app(), host=host, port=port)
 

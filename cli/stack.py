@@ -28,8 +28,8 @@ def up(
     ] = None,
 ) -> None:
     """Start a Prefect server, the immunity API and every deployment; SIGTERM/Ctrl-C stops all."""
-    from deployments.stack import Piece, Stack, StackError
-    from models.settings import get_settings
+    from immunity.deployments.stack import Piece, Stack, StackError
+    from immunity.models.settings import get_settings
 
     logs = get_settings().data_dir / "logs"
     stack = Stack(
@@ -70,7 +70,7 @@ def prefect_yaml(
     ] = None,
 ) -> None:
     """Write prefect.yaml from the deployments `immunity serve` serves (`prefect deploy --all`)."""
-    from deployments.prefect_yaml import PREFECT_YAML, render_prefect_yaml
+    from immunity.deployments.prefect_yaml import PREFECT_YAML, render_prefect_yaml
 
     target = path or PREFECT_YAML
     text = render_prefect_yaml()

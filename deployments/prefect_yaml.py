@@ -50,7 +50,7 @@ def _deployment(runner: Any) -> dict[str, Any]:
 
 def render_prefect_yaml() -> str:
     """Return the text of prefect.yaml for every deployment `build_deployments()` returns."""
-    from deployments.serve import build_deployments
+    from immunity.deployments.serve import build_deployments
 
     document = {
         "name": "immunity",

@@ -30,14 +30,14 @@ def build_deployments() -> list[Any]:
     """Return the deployments of the flows built so far (each later loop adds its own)."""
     from prefect.schedules import Schedule
 
-    from flows.deploy import deploy
-    from flows.experiment import run_experiment
-    from flows.generate import generate_regression_tests
-    from flows.heal import propose_fix
-    from flows.health import check_health, check_readiness
-    from flows.ingest import ingest_failures, ingest_file, ingest_successes
-    from flows.regress import run_regression_suite
-    from flows.ui import run_ui_suite
+    from immunity.flows.deploy import deploy
+    from immunity.flows.experiment import run_experiment
+    from immunity.flows.generate import generate_regression_tests
+    from immunity.flows.heal import propose_fix
+    from immunity.flows.health import check_health, check_readiness
+    from immunity.flows.ingest import ingest_failures, ingest_file, ingest_successes
+    from immunity.flows.regress import run_regression_suite
+    from immunity.flows.ui import run_ui_suite
 
     return [
         ingest_file.to_deployment(

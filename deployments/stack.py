@@ -111,14 +111,14 @@ class Stack:
             ),
             Piece(
                 "immunity api",
-                [python, "-m", "cli.main", "api", "--host", host, "--port", str(api_port)],
+                [python, "-m", "immunity.cli.main", "api", "--host", host, "--port", str(api_port)],
                 logs / "api.log",
                 ready_url=f"{self.api_url}/api/v1/health",
                 env=client_env,
             ),
             Piece(
                 "immunity serve",
-                [python, "-m", "cli.main", "serve"],
+                [python, "-m", "immunity.cli.main", "serve"],
                 logs / "serve.log",
                 env=client_env,
             ),

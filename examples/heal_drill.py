@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from examples.seeded_bugs import SeededBug
-from tasks.target import running_target
+from immunity.examples.seeded_bugs import SeededBug
+from immunity.tasks.shared.target import running_target
 
 __all__ = ["capture_failures", "trigger"]
 

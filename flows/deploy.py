@@ -13,12 +13,11 @@ import time
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from models.deploys import DeployOutcome, DeployPlan, WatchReport
-from models.enums import DeploymentStatus, Severity
-from models.schemas import utcnow
-from models.settings import get_settings
-from tasks.alerts import raise_alert
-from tasks.deploy import (
+from immunity.models.deploys import DeployOutcome, DeployPlan, WatchReport
+from immunity.models.enums import DeploymentStatus, Severity
+from immunity.models.schemas import utcnow
+from immunity.models.settings import get_settings
+from immunity.tasks.deploy.tasks import (
     gate,
     link_suspect_signatures,
     mark,
@@ -30,6 +29,7 @@ from tasks.deploy import (
     trigger,
     watch_once,
 )
+from immunity.tasks.shared.alerts import raise_alert
 
 __all__ = ["deploy"]
 

@@ -13,9 +13,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from models.enums import ExperimentStatus
-from models.experiments import ExperimentSummary
-from tasks.experiments import (
+from immunity.models.enums import ExperimentStatus
+from immunity.models.experiments import ExperimentSummary
+from immunity.tasks.deploy.experiments import (
     conclude,
     deploy_variant,
     fail_experiment,
@@ -91,7 +91,7 @@ def run_experiment(
     summary = conclude(experiment_id, decision, round_no)
 
     if promote_to and summary.status == ExperimentStatus.DECIDED and summary.winner_ref:
-        from flows.deploy import deploy  # the deploy loop, as a subflow
+        from immunity.flows.deploy import deploy  # the deploy loop, as a subflow
 
         reason = f"experiment {experiment_id}: variant {summary.winner} won ({summary.detail})"
         outcome = deploy(ref=summary.winner_ref, target=promote_to, reason=reason)

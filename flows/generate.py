@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from models.reports import GeneratedTest
-from tasks.dashboards import publish_generation
-from tasks.generation import generate_tests
-from tasks.reproduce import due_reproductions, verify_reproductions
+from immunity.models.reports import GeneratedTest
+from immunity.tasks.generate.generation import generate_tests
+from immunity.tasks.generate.reproduce import due_reproductions, verify_reproductions
+from immunity.tasks.shared.dashboards import publish_generation
 
 __all__ = ["generate_regression_tests"]
 

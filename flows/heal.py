@@ -14,12 +14,12 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from models.enums import FixStatus
-from models.fixes import Approval, HealOutcome
-from models.heal_tables import FixProposal
-from models.settings import Settings, get_settings
-from tasks.fix_strategies import CHAIN
-from tasks.heal import (
+from immunity.models.enums import FixStatus
+from immunity.models.fixes import Approval, HealOutcome
+from immunity.models.heal_tables import FixProposal
+from immunity.models.settings import Settings, get_settings
+from immunity.tasks.heal.strategies import CHAIN
+from immunity.tasks.heal.tasks import (
     apply_approved_fix,
     candidates_for,
     decide,
@@ -133,7 +133,7 @@ def propose_fix(
     if applied.status in (FixStatus.VERIFIED, FixStatus.FAILED):
         learn(proposal.id, applied.status == FixStatus.VERIFIED)
     if applied.status == FixStatus.VERIFIED and settings.deploy_target:
-        from flows.deploy import deploy  # the deploy loop, when a target is configured
+        from immunity.flows.deploy import deploy  # the deploy loop, when a target is configured
 
         deployed = deploy(fix_id=proposal.id, triggered_by=decided.reviewer or "immunity")
         logger.info(

@@ -6,14 +6,14 @@ from datetime import timedelta
 
 from prefect import flow, get_run_logger
 
-from models.enums import Severity
-from models.readiness import Readiness
-from models.reports import AlertOutcome, HealthReport
-from models.schemas import utcnow
-from models.settings import get_settings
-from tasks.alerts import raise_alert
-from tasks.deploy import link_recent_suspect_deployments
-from tasks.health import (
+from immunity.models.enums import Severity
+from immunity.models.readiness import Readiness
+from immunity.models.reports import AlertOutcome, HealthReport
+from immunity.models.schemas import utcnow
+from immunity.models.settings import get_settings
+from immunity.tasks.deploy.tasks import link_recent_suspect_deployments
+from immunity.tasks.health.readiness_tasks import measure, publish_readiness
+from immunity.tasks.health.tasks import (
     critical_signature_message,
     failure_rate_message,
     find_new_critical_signatures,
@@ -21,7 +21,7 @@ from tasks.health import (
     publish_health,
     should_alert,
 )
-from tasks.readiness_tasks import measure, publish_readiness
+from immunity.tasks.shared.alerts import raise_alert
 
 __all__ = ["check_health", "check_readiness"]
 

@@ -8,11 +8,11 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 
-from flows.generate import generate_regression_tests
-from models.reports import IngestReport, RejectedEvent
-from models.settings import get_settings
-from tasks.ingest import BatchResult, ingest_failure_batch, ingest_success_batch
-from tasks.jsonl import iter_jsonl_batches
+from immunity.flows.generate import generate_regression_tests
+from immunity.models.reports import IngestReport, RejectedEvent
+from immunity.models.settings import get_settings
+from immunity.tasks.ingest.jsonl import iter_jsonl_batches
+from immunity.tasks.ingest.pipeline import BatchResult, ingest_failure_batch, ingest_success_batch
 
 __all__ = ["ingest_failures", "ingest_file", "ingest_successes"]
 

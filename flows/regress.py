@@ -8,14 +8,20 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from models.enums import ExecutionStatus, Severity, TestKind, Trigger
-from models.results import CaseResult, SuiteSummary, Transition
-from models.settings import get_settings
-from models.specs import Selection
-from tasks.alerts import raise_alert
-from tasks.heal_trigger import start_heal_runs
-from tasks.regress import close_suite, open_suite, record_chunk, run_chunk, select_tests
-from tasks.suite_reports import publish_suite_dashboards, write_suite_reports
+from immunity.models.enums import ExecutionStatus, Severity, TestKind, Trigger
+from immunity.models.results import CaseResult, SuiteSummary, Transition
+from immunity.models.settings import get_settings
+from immunity.models.specs import Selection
+from immunity.tasks.heal.trigger import start_heal_runs
+from immunity.tasks.regress.reports import publish_suite_dashboards, write_suite_reports
+from immunity.tasks.regress.tasks import (
+    close_suite,
+    open_suite,
+    record_chunk,
+    run_chunk,
+    select_tests,
+)
+from immunity.tasks.shared.alerts import raise_alert
 
 __all__ = ["run_regression_suite", "run_suite"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.regress import run_suite
-from models.enums import TestKind, Trigger
-from models.results import SuiteSummary
-from models.specs import Selection
-from tasks.suite_reports import publish_ui_failures
+from immunity.flows.regress import run_suite
+from immunity.models.enums import TestKind, Trigger
+from immunity.models.results import SuiteSummary
+from immunity.models.specs import Selection
+from immunity.tasks.regress.reports import publish_ui_failures
 
 __all__ = ["run_ui_suite"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401  (registers the tables on the metadata)
-from models.db import get_engine
+import immunity.models.tables  # noqa: F401  (registers the tables on the metadata)
+from immunity.models.db import get_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

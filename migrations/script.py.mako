@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 ${imports if imports else ""}
 
-import models.types
+import immunity.models.types
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

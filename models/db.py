@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session, SQLModel
 
-from models.settings import get_settings
+from immunity.models.settings import get_settings
 
 __all__ = ["create_schema", "get_engine", "session_scope"]
 
@@ -58,6 +58,6 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
 
 def create_schema(engine: Engine) -> None:
     """Create every table directly (tests only; alembic owns the schema elsewhere)."""
-    import models.tables  # noqa: F401  (registers the tables on the metadata)
+    import immunity.models.tables  # noqa: F401  (registers the tables on the metadata)
 
     SQLModel.metadata.create_all(engine)

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Column, ForeignKey, Integer, Text
 from sqlmodel import Field, SQLModel
 
-from models.enums import DeploymentStatus, ExperimentStatus
-from models.schemas import utcnow
-from models.types import json_column, utc_column
+from immunity.models.enums import DeploymentStatus, ExperimentStatus
+from immunity.models.schemas import utcnow
+from immunity.models.types import json_column, utc_column
 
 __all__ = ["Deployment", "Experiment", "ExperimentResult"]
 

@@ -7,7 +7,7 @@ from typing import Any
 from prefect.input import RunInput
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.enums import ExecutionStatus, FixStrategy, RiskLevel
+from immunity.models.enums import ExecutionStatus, FixStrategy, RiskLevel
 
 __all__ = [
     "AiFix",

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
-from models.enums import FixStatus, RiskLevel
-from models.schemas import utcnow
-from models.types import json_column, utc_column
+from immunity.models.enums import FixStatus, RiskLevel
+from immunity.models.schemas import utcnow
+from immunity.models.types import json_column, utc_column
 
 __all__ = ["ErrorPattern", "FixEvent", "FixProposal"]
 

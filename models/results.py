@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.enums import ExecutionStatus, Reproduction
+from immunity.models.enums import ExecutionStatus, Reproduction
 
 __all__ = [
     "CaseResult",

@@ -8,7 +8,7 @@ from typing import Annotated, Any, get_type_hints
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import TypedDict
 
-from models.enums import EventSource, Severity
+from immunity.models.enums import EventSource, Severity
 
 __all__ = ["FailureEventIn", "Frame", "RequestCapture", "SuccessEventIn", "full_frame", "utcnow"]
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.ui_specs import UiSpec
+from immunity.models.ui_specs import UiSpec
 
 __all__ = [
     "REPLAY_HEADER",

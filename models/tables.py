@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.deploy_tables import Deployment, Experiment, ExperimentResult
-from models.enums import SignatureStatus, TestKind, TestType
-from models.heal_tables import ErrorPattern, FixEvent, FixProposal
-from models.schemas import utcnow
-from models.types import json_column, utc_column
+from immunity.models.deploy_tables import Deployment, Experiment, ExperimentResult
+from immunity.models.enums import SignatureStatus, TestKind, TestType
+from immunity.models.heal_tables import ErrorPattern, FixEvent, FixProposal
+from immunity.models.schemas import utcnow
+from immunity.models.types import json_column, utc_column
 
 __all__ = [
     "Alert",

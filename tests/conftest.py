@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
-from models.db import create_schema, get_engine
-from models.settings import Settings, get_settings
+from immunity.models.db import create_schema, get_engine
+from immunity.models.settings import Settings, get_settings
 
 REQUIRE_POSTGRES = os.environ.get("IMMUNITY_REQUIRE_POSTGRES") == "1"
 REQUIRE_CHROMIUM = os.environ.get("IMMUNITY_REQUIRE_CHROMIUM") == "1"
@@ -93,7 +93,7 @@ def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def chromium() -> Settings:
     """Settings whose Chromium and chromedriver exist; skips (or fails, when required) if not."""
-    from tasks.browser import chromium_missing
+    from immunity.tasks.shared.browser import chromium_missing
 
     settings = Settings()
     reason = chromium_missing(settings)

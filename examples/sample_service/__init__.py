@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from examples.sample_service.app import create_app
-from examples.sample_service.faults import Fault, FaultState, UnknownFaultError
-from examples.sample_service.reporter import Reporter, ReportingMiddleware
-from examples.sample_service.server import RunningServer, start_server
-from examples.sample_service.sinks import HttpSink, JsonlSink, Sink
+from .app import create_app
+from .faults import Fault, FaultState, UnknownFaultError
+from .reporter import Reporter, ReportingMiddleware
+from .server import RunningServer, start_server
+from .sinks import HttpSink, JsonlSink, Sink
 
 __all__ = [
     "Fault",

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from examples.sample_service.app import create_app
-from examples.sample_service.faults import Fault, FaultState
-from examples.sample_service.reporter import HttpSink, JsonlSink, Reporter
+from .app import create_app
+from .faults import Fault, FaultState
+from .reporter import HttpSink, JsonlSink, Reporter
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

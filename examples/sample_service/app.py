@@ -12,14 +12,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
 
-from examples.sample_service.errors import status_for_exception
-from examples.sample_service.faults import FAULT_DESCRIPTIONS, FaultState, UnknownFaultError
-from examples.sample_service.generation import GenerationService
-from examples.sample_service.jobs import ConnectionPool, ExecutionRepository, JobService
-from examples.sample_service.reporter import Reporter, ReportingMiddleware
-from examples.sample_service.shop import Shop
-from examples.sample_service.shop_routes import router as shop_router
-from examples.sample_service.ui_pages import router as ui_router
+from .errors import status_for_exception
+from .faults import FAULT_DESCRIPTIONS, FaultState, UnknownFaultError
+from .generation import GenerationService
+from .jobs import ConnectionPool, ExecutionRepository, JobService
+from .reporter import Reporter, ReportingMiddleware
+from .shop import Shop
+from .shop_routes import router as shop_router
+from .ui_pages import router as ui_router
 
 __all__ = ["Services", "create_app"]
 

@@ -24,7 +24,8 @@ __all__ = [
 ]
 
 Event = dict[str, Any]
-IN_APP_PREFIX = "examples."
+# The package the service runs from: `examples.` from a working copy, `immunity.examples.` installed.
+IN_APP_PREFIX = __name__.partition("sample_service")[0]
 MAX_CAPTURED_BODY = 1_000_000
 
 

@@ -9,8 +9,8 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from examples.sample_service.errors import DependencyValidationError, RateLimitError
-from examples.sample_service.faults import Fault, FaultState
+from .errors import DependencyValidationError, RateLimitError
+from .faults import Fault, FaultState
 
 __all__ = [
     "ALLOWED_PACKAGES",

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from examples.sample_service.errors import DatabaseError
-from examples.sample_service.faults import Fault, FaultState
+from .errors import DatabaseError
+from .faults import Fault, FaultState
 
 __all__ = [
     "ConnectionPool",

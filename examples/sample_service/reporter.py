@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from examples.sample_service.events import (
+from .events import (
     build_failure_event,
     build_success_event,
     capture_request,
@@ -21,7 +21,7 @@ from examples.sample_service.events import (
     list_counts,
     route_template,
 )
-from examples.sample_service.sinks import HttpSink, JsonlSink, Sink
+from .sinks import HttpSink, JsonlSink, Sink
 
 __all__ = [
     "HttpSink",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from examples.sample_service.faults import Fault, FaultState
-from examples.sample_service.shop_model import (
+from .faults import Fault, FaultState
+from .shop_model import (
     ConflictError,
     Customer,
     InvalidError,
@@ -23,8 +23,8 @@ from examples.sample_service.shop_model import (
     new_id,
     now_iso,
 )
-from examples.sample_service.shop_orders import Orders, Returns
-from examples.sample_service.shop_quality import Fraud, Quality
+from .shop_orders import Orders, Returns
+from .shop_quality import Fraud, Quality
 
 __all__ = ["MOVEMENT_REASONS", "Customers", "Inventory", "Products", "Shop"]
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from examples.sample_service.errors import ServiceError
+from .errors import ServiceError
 
 __all__ = [
     "ConflictError",

@@ -7,8 +7,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from examples.sample_service.faults import Fault, FaultState
-from examples.sample_service.shop_model import (
+from .faults import Fault, FaultState
+from .shop_model import (
     ConflictError,
     Customer,
     ForbiddenError,
@@ -27,8 +27,8 @@ from examples.sample_service.shop_model import (
 )
 
 if TYPE_CHECKING:
-    from examples.sample_service.shop import Inventory
-    from examples.sample_service.shop_quality import Fraud
+    from .shop import Inventory
+    from .shop_quality import Fraud
 
 __all__ = ["CARRIERS", "Orders", "Returns"]
 

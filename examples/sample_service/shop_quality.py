@@ -6,8 +6,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from examples.sample_service.faults import Fault, FaultState
-from examples.sample_service.shop_model import (
+from .faults import Fault, FaultState
+from .shop_model import (
     ConflictError,
     Customer,
     FraudAlert,

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from examples.sample_service.shop import Shop
-from examples.sample_service.shop_model import ShopError, as_dict
-from examples.sample_service.shop_schemas import (
+from .shop import Shop
+from .shop_model import ShopError, as_dict
+from .shop_schemas import (
     AlertReviewIn,
     BlockIn,
     CancelIn,

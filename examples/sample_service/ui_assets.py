@@ -8,7 +8,7 @@ behaviour from `ui_scripts`.
 
 from __future__ import annotations
 
-from examples.sample_service.ui_scripts import PAGES_JS
+from .ui_scripts import PAGES_JS
 
 __all__ = ["CORE_JS", "UI_CSS", "UI_JS"]
 

@@ -18,12 +18,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from examples.sample_service.errors import ServiceError
-from examples.sample_service.faults import Fault
-from examples.sample_service.shop import Shop
-from examples.sample_service.ui_assets import UI_CSS, UI_JS
-from examples.sample_service.ui_events import ClientErrorIn, browser_failure_event
-from examples.sample_service.ui_views import (
+from .errors import ServiceError
+from .faults import Fault
+from .shop import Shop
+from .ui_assets import UI_CSS, UI_JS
+from .ui_events import ClientErrorIn, browser_failure_event
+from .ui_views import (
     CATALOG,
     field,
     home_body,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from fastapi.responses import HTMLResponse
 
-from examples.sample_service.faults import UI_FAULTS, FaultState
-from examples.sample_service.shop import Shop
+from .faults import UI_FAULTS, FaultState
+from .shop import Shop
 
 __all__ = [
     "CATALOG",

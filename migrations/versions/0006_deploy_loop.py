@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import models.types
+import immunity.models.types
 
 revision = '0006'
 down_revision = '0005'

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from api.app import create_app
-from api.auth import hash_token
-from examples.sample_service.server import start_server
-from models.db import get_engine
-from models.settings import Environment, Settings
-from models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
+from immunity.api.app import create_app
+from immunity.api.auth import hash_token
+from immunity.examples.sample_service.server import start_server
+from immunity.models.db import get_engine
+from immunity.models.settings import Environment, Settings
+from immunity.models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
 from tests.tasks.test_ingest_pipeline import recipe_failure
 
 TOKEN = "imm_test_token"

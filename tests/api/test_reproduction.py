@@ -21,13 +21,13 @@ from sentry_sdk.integrations.fastapi import FastApiIntegration
 from sentry_sdk.integrations.starlette import StarletteIntegration
 from sqlmodel import Session, select
 
-from api.app import create_app as create_api
-from examples.sample_service import create_app as create_sample
-from examples.sample_service import start_server
-from flows.regress import run_regression_suite
-from models.db import get_engine
-from models.settings import Environment, Settings, get_settings
-from models.tables import FailureEvent, RegressionTest, Signature
+from immunity.api.app import create_app as create_api
+from immunity.examples.sample_service import create_app as create_sample
+from immunity.examples.sample_service import start_server
+from immunity.flows.regress import run_regression_suite
+from immunity.models.db import get_engine
+from immunity.models.settings import Environment, Settings, get_settings
+from immunity.models.tables import FailureEvent, RegressionTest, Signature
 from tests.api.test_sentry_sdk import KEY, PROJECT, Immunity, settle
 
 RECIPE = {"prompt": "Build recipe website with search", "framework": "react"}

@@ -28,12 +28,12 @@ from sentry_sdk.integrations.starlette import StarletteIntegration
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from api.app import create_app
-from examples.sample_service.server import RunningServer, start_server
-from models.db import get_engine
-from models.settings import Environment, Settings
-from models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
-from tests.tasks.test_sentry import BACKGROUND_RANDOM, sentry_like, session_like
+from immunity.api.app import create_app
+from immunity.examples.sample_service.server import RunningServer, start_server
+from immunity.models.db import get_engine
+from immunity.models.settings import Environment, Settings
+from immunity.models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
+from tests.tasks.ingest.test_sentry import BACKGROUND_RANDOM, sentry_like, session_like
 
 KEY = "5f0c6d2a9b8e4f7a8c1d2e3f4a5b6c7d"
 PROJECT = "42"

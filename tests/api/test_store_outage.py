@@ -44,8 +44,6 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine, func, select
 
-from api.app import create_app
-from api.auth import hash_token
 from bench._outage_load import (
     BatchOutcome,
     EncodedBatch,
@@ -55,13 +53,15 @@ from bench._outage_load import (
     encode_batches,
     run_load,
 )
-from examples.sample_service.server import start_server
-from examples.synthetic import synthetic_events
-from models.db import get_engine
-from models.settings import Settings
-from models.tables import FailureEvent, RegressionTest, Signature
-from tasks.generation import create_regression_tests
-from tasks.schema import upgrade_database
+from immunity.api.app import create_app
+from immunity.api.auth import hash_token
+from immunity.examples.sample_service.server import start_server
+from immunity.examples.synthetic import synthetic_events
+from immunity.models.db import get_engine
+from immunity.models.settings import Settings
+from immunity.models.tables import FailureEvent, RegressionTest, Signature
+from immunity.tasks.generate.generation import create_regression_tests
+from immunity.tasks.shared.schema import upgrade_database
 from tests.api._outage_postgres import PrivatePostgres, find_server_binaries
 
 TOKEN = "imm_outage_test_token"

@@ -12,12 +12,12 @@ from types import ModuleType
 import pytest
 from sqlmodel import Session, col, select
 
-from examples.heal_drill import trigger
-from models.db import get_engine
-from models.enums import FixStatus
-from models.heal_tables import FixProposal
-from models.settings import get_settings
-from tasks.target import running_target
+from immunity.examples.heal_drill import trigger
+from immunity.models.db import get_engine
+from immunity.models.enums import FixStatus
+from immunity.models.heal_tables import FixProposal
+from immunity.models.settings import get_settings
+from immunity.tasks.shared.target import running_target
 from tests.flows.heal_support import bug_named
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"

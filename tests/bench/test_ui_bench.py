@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.settings import Settings
+from immunity.models.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = 6

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from models.settings import get_settings
+from immunity.cli.main import app
+from immunity.models.settings import get_settings
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import typer
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from cli.alerts import register
-from models.db import get_engine
-from models.schemas import utcnow
-from models.tables import Alert
+from immunity.cli.alerts import register
+from immunity.models.db import get_engine
+from immunity.models.schemas import utcnow
+from immunity.models.tables import Alert
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "220"}

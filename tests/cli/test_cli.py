@@ -9,10 +9,10 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from cli.main import app
-from examples.synthetic import synthetic_events
-from models.db import get_engine
-from models.tables import RegressionTest, Signature
+from immunity.cli.main import app
+from immunity.examples.synthetic import synthetic_events
+from immunity.models.db import get_engine
+from immunity.models.tables import RegressionTest, Signature
 
 runner = CliRunner()
 

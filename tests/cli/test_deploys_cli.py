@@ -10,11 +10,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from cli.main import app
-from examples.seeded_bugs import seed_repo
-from models.settings import get_settings
-from tasks.deploy_targets.local import current_ref, stop_local
-from tasks.target import free_port
+from immunity.cli.main import app
+from immunity.examples.seeded_bugs import seed_repo
+from immunity.models.settings import get_settings
+from immunity.tasks.deploy.targets.local import current_ref, stop_local
+from immunity.tasks.shared.target import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

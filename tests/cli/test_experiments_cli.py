@@ -6,9 +6,9 @@ import typer
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from cli.experiments import register
-from models.db import get_engine
-from models.deploy_tables import Experiment, ExperimentResult
+from immunity.cli.experiments import register
+from immunity.models.db import get_engine
+from immunity.models.deploy_tables import Experiment, ExperimentResult
 
 VARIANTS = [
     {"name": "A", "ref": "main", "target": "canary-a"},

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from models.enums import FixStatus
+from immunity.cli.main import app
+from immunity.models.enums import FixStatus
 from tests.flows.heal_support import HealRun, awaiting_proposal, drill, first_bug, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

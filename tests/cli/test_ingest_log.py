@@ -10,10 +10,10 @@ import typer
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-import flows.ingest  # noqa: F401  (see below)
-from cli.ingest_log import MAX_CHUNK_EVENTS, chunk_events, register
-from models.db import get_engine
-from models.tables import FailureEvent, RegressionTest, Signature
+import immunity.flows.ingest  # noqa: F401  (see below)
+from immunity.cli.ingest_log import MAX_CHUNK_EVENTS, chunk_events, register
+from immunity.models.db import get_engine
+from immunity.models.tables import FailureEvent, RegressionTest, Signature
 
 # flows.ingest is imported above, not first inside CliRunner: Prefect sets up its log handlers on
 # first import, bound to whatever sys.stderr is then, and CliRunner closes that stream afterwards.

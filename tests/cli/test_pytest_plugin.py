@@ -15,10 +15,10 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from examples.sample_service import create_app, start_server
-from models.db import get_engine
-from models.tables import RegressionTest, SuiteRun, TestExecution
-from tasks.schema import upgrade_database
+from immunity.examples.sample_service import create_app, start_server
+from immunity.models.db import get_engine
+from immunity.models.tables import RegressionTest, SuiteRun, TestExecution
+from immunity.tasks.shared.schema import upgrade_database
 
 RECIPE = {"prompt": "Build recipe website", "framework": "react"}
 # --strict-markers and warnings as errors: the tag marks must be safe under both.

@@ -8,9 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli.readiness import register
-from models.db import get_engine
-from tests.tasks.test_readiness import add_test
+from immunity.cli.readiness import register
+from immunity.models.db import get_engine
+from tests.tasks.health.test_readiness import add_test
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -12,11 +12,11 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from cli.main import app
-from examples.sample_service import create_app, start_server
-from models.db import get_engine
-from models.settings import get_settings
-from models.tables import RegressionTest, SuiteRun, TestExecution
+from immunity.cli.main import app
+from immunity.examples.sample_service import create_app, start_server
+from immunity.models.db import get_engine
+from immunity.models.settings import get_settings
+from immunity.models.tables import RegressionTest, SuiteRun, TestExecution
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

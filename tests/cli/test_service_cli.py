@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from api.auth import token_matches
-from cli.main import app
-from models.settings import Settings
+from immunity.api.auth import token_matches
+from immunity.cli.main import app
+from immunity.models.settings import Settings
 
 runner = CliRunner()
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from examples import SCENARIO_PACK
-from examples.sample_service import create_app, start_server
-from models.settings import get_settings
+from immunity.cli.main import app
+from immunity.examples import SCENARIO_PACK
+from immunity.examples.sample_service import create_app, start_server
+from immunity.models.settings import get_settings
 
 UI_PACK = SCENARIO_PACK.parent / "ui_scenarios"
 runner = CliRunner()

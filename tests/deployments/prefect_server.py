@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.target import free_port
+from immunity.tasks.shared.target import free_port
 
 STARTUP_TIMEOUT = 60.0
 

@@ -37,16 +37,16 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlmodel import Session, select
 
-from examples.heal_drill import capture_failures
-from examples.seeded_bugs import seed_repo
-from models.db import create_schema, get_engine
-from models.enums import FixStatus
-from models.heal_tables import FixProposal
-from models.settings import Settings
-from models.tables import SuiteRun
-from tasks.git_repo import branch_exists
-from tasks.ingest import ingest_and_generate
-from tasks.target import running_target
+from immunity.examples.heal_drill import capture_failures
+from immunity.examples.seeded_bugs import seed_repo
+from immunity.models.db import create_schema, get_engine
+from immunity.models.enums import FixStatus
+from immunity.models.heal_tables import FixProposal
+from immunity.models.settings import Settings
+from immunity.models.tables import SuiteRun
+from immunity.tasks.heal.git_repo import branch_exists
+from immunity.tasks.ingest.pipeline import ingest_and_generate
+from immunity.tasks.shared.target import running_target
 from tests.deployments.prefect_server import PrefectServer
 from tests.flows.heal_support import SOURCE_ROOTS, first_bug
 
@@ -107,7 +107,7 @@ def serve(
         }
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "serve"],
+                [sys.executable, "-m", "immunity.cli.main", "serve"],
                 cwd=PROJECT,
                 env=process_env,
                 stdin=subprocess.DEVNULL,

@@ -12,9 +12,9 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
-from cli.main import app
-from deployments.prefect_yaml import PREFECT_YAML, WORK_POOL, render_prefect_yaml
-from deployments.serve import build_deployments
+from immunity.cli.main import app
+from immunity.deployments.prefect_yaml import PREFECT_YAML, WORK_POOL, render_prefect_yaml
+from immunity.deployments.serve import build_deployments
 from tests.deployments.prefect_server import PrefectServer
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from deployments.serve import REGRESSION_SUITE_CRON, build_deployments
+from immunity.deployments.serve import REGRESSION_SUITE_CRON, build_deployments
 from tests.deployments.prefect_server import PrefectServer
 
 SCHEDULE_TIMEOUT = 60.0

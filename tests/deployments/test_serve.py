@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from prefect.utilities.callables import parameter_schema
 
-from deployments.serve import (
+from immunity.deployments.serve import (
     GENERATION_SWEEP_CRON,
     HEALTH_CHECK_CRON,
     REGRESSION_SUITE_CRON,
     UI_SUITE_CRON,
     build_deployments,
 )
-from flows.heal import propose_fix
-from flows.ingest import ingest_file
-from flows.regress import run_regression_suite
+from immunity.flows.heal import propose_fix
+from immunity.flows.ingest import ingest_file
+from immunity.flows.regress import run_regression_suite
 
 
 def test_every_flow_is_a_deployment_with_its_schedule() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tasks.target import free_port
+from immunity.tasks.shared.target import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_up_starts_every_piece_and_sigterm_stops_them_with_deployments_paused(
         IMMUNITY_DATA_DIR=str(tmp_path / "data"),
         IMMUNITY_DATABASE_URL=f"sqlite:///{tmp_path / 'store.db'}",
     )
-    command = [sys.executable, "-m", "cli.main", "up"]
+    command = [sys.executable, "-m", "immunity.cli.main", "up"]
     ports = ["--prefect-port", str(prefect_port), "--api-port", str(api_port)]
     up = subprocess.Popen(
         [*command, *ports],

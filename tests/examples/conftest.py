@@ -13,7 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.sample_service import JsonlSink, Reporter, RunningServer, create_app, start_server
+from immunity.examples.sample_service import (
+    JsonlSink,
+    Reporter,
+    RunningServer,
+    create_app,
+    start_server,
+)
 
 
 @dataclass

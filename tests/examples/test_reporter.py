@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.sample_service import (
+from immunity.examples.sample_service import (
     Fault,
     FaultState,
     HttpSink,
@@ -25,8 +25,8 @@ from examples.sample_service import (
     create_app,
     start_server,
 )
-from examples.sample_service.reporter import frames_from_traceback, list_counts
-from models.schemas import FailureEventIn, SuccessEventIn
+from immunity.examples.sample_service.reporter import frames_from_traceback, list_counts
+from immunity.models.schemas import FailureEventIn, SuccessEventIn
 from tests.examples.conftest import Receiver, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from examples.sample_service import Fault
-from models.schemas import FailureEventIn, SuccessEventIn
+from immunity.examples.sample_service import Fault
+from immunity.models.schemas import FailureEventIn, SuccessEventIn
 from tests.examples.conftest import Service, wait_until
+
+SERVICE_PACKAGE = "immunity.examples.sample_service"
 
 RECIPE = {"prompt": "Build recipe website with search", "framework": "react"}
 
@@ -138,14 +140,14 @@ def test_exception_fault_fails_and_is_reported(service: Service, case: Exception
 
     in_app = [frame for frame in event.frames if frame.get("in_app")]
     assert len(in_app) >= 3
-    assert all(frame.get("module", "").startswith("examples.sample_service.") for frame in in_app)
+    assert all(frame.get("module", "").startswith(f"{SERVICE_PACKAGE}.") for frame in in_app)
     assert not any(
         f.get("module").startswith("examples.") for f in event.frames if not f.get("in_app")
     )
-    assert in_app[0].get("module") == "examples.sample_service.app"  # outermost first
+    assert in_app[0].get("module") == f"{SERVICE_PACKAGE}.app"  # outermost first
     assert event.frames[-1].get("in_app") and event.frames[-1].get("function") == case.culprit
     assert all(frame.get("lineno") and frame.get("context_line") for frame in in_app)
-    assert "examples.sample_service.reporter" not in {frame.get("module") for frame in event.frames}
+    assert f"{SERVICE_PACKAGE}.reporter" not in {frame.get("module") for frame in event.frames}
 
     assert event.request is not None
     assert event.request.method == case.method

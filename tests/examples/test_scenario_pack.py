@@ -8,15 +8,21 @@ from dataclasses import dataclass
 
 import pytest
 
-from examples import SCENARIO_PACK
-from examples.sample_service import Fault, FaultState, RunningServer, create_app, start_server
-from examples.sample_service.faults import UI_FAULTS
-from models.enums import ExecutionStatus
-from models.results import CaseResult
-from models.specs import TestCase, TestDefinition
-from tasks.gx_records import warm_up
-from tasks.runner import run_cases_sync
-from tasks.testdefs import load_definitions
+from immunity.examples import SCENARIO_PACK
+from immunity.examples.sample_service import (
+    Fault,
+    FaultState,
+    RunningServer,
+    create_app,
+    start_server,
+)
+from immunity.examples.sample_service.faults import UI_FAULTS
+from immunity.models.enums import ExecutionStatus
+from immunity.models.results import CaseResult
+from immunity.models.specs import TestCase, TestDefinition
+from immunity.tasks.regress.testdefs import load_definitions
+from immunity.tasks.shared.gx_records import warm_up
+from immunity.tasks.shared.runner import run_cases_sync
 
 CATEGORIES = (
     "products",

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.seeded_bugs import SEEDED_BUGS, SeededBug, apply_bug, seed_repo
-from models.fixes import SourceLocation
-from tasks.fix_rules import propose_rule_fix
-from tasks.source_context import locations
-from tasks.target import running_target
+from immunity.examples.seeded_bugs import SEEDED_BUGS, SeededBug, apply_bug, seed_repo
+from immunity.models.fixes import SourceLocation
+from immunity.tasks.heal.rules import propose_rule_fix
+from immunity.tasks.heal.source_context import locations
+from immunity.tasks.shared.target import running_target
 
 # Which offline rule is expected to fix each fixable bug.
 EXPECTED_RULE = {

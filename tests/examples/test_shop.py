@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from examples.sample_service import Fault, FaultState
-from examples.sample_service.faults import FAULT_DESCRIPTIONS
-from examples.sample_service.shop import Shop
-from examples.sample_service.shop_model import ConflictError
-from models.schemas import FailureEventIn
+from immunity.examples.sample_service import Fault, FaultState
+from immunity.examples.sample_service.faults import FAULT_DESCRIPTIONS
+from immunity.examples.sample_service.shop import Shop
+from immunity.examples.sample_service.shop_model import ConflictError
+from immunity.models.schemas import FailureEventIn
 from tests.examples.conftest import Service
 
 ADDRESS = {"line1": "1 Test Road", "city": "Springfield", "postal_code": "62701", "country": "US"}

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from examples.sample_service import Fault
-from examples.sample_service.faults import UI_FAULTS
-from models.enums import ExecutionStatus
-from models.results import CaseResult
-from models.settings import Settings
-from models.specs import TestCase, TestDefinition
-from tasks.browser import BrowserPool
-from tasks.testdefs import load_definitions
-from tasks.ui_runner import run_ui_cases
+from immunity.examples.sample_service import Fault
+from immunity.examples.sample_service.faults import UI_FAULTS
+from immunity.models.enums import ExecutionStatus
+from immunity.models.results import CaseResult
+from immunity.models.settings import Settings
+from immunity.models.specs import TestCase, TestDefinition
+from immunity.tasks.regress.testdefs import load_definitions
+from immunity.tasks.shared.browser import BrowserPool
+from immunity.tasks.ui.runner import run_ui_cases
 from tests.examples.conftest import Service
 
 UI_PACK = Path(__file__).resolve().parents[2] / "examples" / "ui_scenarios"

@@ -9,16 +9,16 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.sample_service import Fault, create_app, start_server
-from examples.sample_service.faults import UI_FAULTS
-from examples.sample_service.ui_events import parse_js_stack
-from models.enums import ExecutionStatus
-from models.schemas import FailureEventIn
-from models.settings import Environment, Settings
-from models.specs import TestCase
-from tasks.browser import BrowserPool
-from tasks.ui_runner import run_ui_cases
-from tasks.uigen import ui_replay_spec
+from immunity.examples.sample_service import Fault, create_app, start_server
+from immunity.examples.sample_service.faults import UI_FAULTS
+from immunity.examples.sample_service.ui_events import parse_js_stack
+from immunity.models.enums import ExecutionStatus
+from immunity.models.schemas import FailureEventIn
+from immunity.models.settings import Environment, Settings
+from immunity.models.specs import TestCase
+from immunity.tasks.generate.uigen import ui_replay_spec
+from immunity.tasks.shared.browser import BrowserPool
+from immunity.tasks.ui.runner import run_ui_cases
 from tests.examples.conftest import Service, wait_until
 
 PAGES = {

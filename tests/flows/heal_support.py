@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from examples.heal_drill import capture_failures
-from examples.seeded_bugs import SEEDED_BUGS, SeededBug, seed_repo
-from flows.heal import propose_fix
-from flows.ingest import ingest_failures
-from models.db import get_engine
-from models.enums import FixStatus
-from models.fixes import HealOutcome
-from models.heal_tables import FixProposal
-from models.settings import get_settings
-from models.tables import RegressionTest, Signature
+from immunity.examples.heal_drill import capture_failures
+from immunity.examples.seeded_bugs import SEEDED_BUGS, SeededBug, seed_repo
+from immunity.flows.heal import propose_fix
+from immunity.flows.ingest import ingest_failures
+from immunity.models.db import get_engine
+from immunity.models.enums import FixStatus
+from immunity.models.fixes import HealOutcome
+from immunity.models.heal_tables import FixProposal
+from immunity.models.settings import get_settings
+from immunity.models.tables import RegressionTest, Signature
 
 TOKEN = "heal-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

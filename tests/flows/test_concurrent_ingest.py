@@ -12,16 +12,16 @@ from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from models.db import get_engine
-from models.tables import RegressionTest, Signature
+from immunity.models.db import get_engine
+from immunity.models.tables import RegressionTest, Signature
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES, EVENTS, BUGS = 8, 500, 20
 
 WORKER = """
 import sys
-from examples.synthetic import synthetic_events
-from flows.ingest import ingest_failures
+from immunity.examples.synthetic import synthetic_events
+from immunity.flows.ingest import ingest_failures
 events = list(synthetic_events({events}, bugs={bugs}, seed=11, variant=int(sys.argv[1])))
 accepted = rejected = 0
 for start in range(0, len(events), 100):  # a flow run's parameters are capped at 512 KB

@@ -21,24 +21,24 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from api.app import create_app
-from examples.heal_drill import trigger
-from examples.sample_service import start_server
-from examples.seeded_bugs import SeededBug, seed_repo
-from flows.deploy import deploy
-from flows.regress import run_regression_suite
-from models.db import get_engine
-from models.deploy_tables import Deployment
-from models.enums import DeploymentStatus, FixStatus
-from models.heal_tables import FixProposal
-from models.schemas import utcnow
-from models.settings import get_settings
-from models.specs import TestDefinition
-from models.tables import RegressionTest, Signature
-from tasks.deploy_targets.local import current_ref, stop_local
-from tasks.git_repo import head
-from tasks.manual_tests import save_definitions
-from tasks.target import free_port
+from immunity.api.app import create_app
+from immunity.examples.heal_drill import trigger
+from immunity.examples.sample_service import start_server
+from immunity.examples.seeded_bugs import SeededBug, seed_repo
+from immunity.flows.deploy import deploy
+from immunity.flows.regress import run_regression_suite
+from immunity.models.db import get_engine
+from immunity.models.deploy_tables import Deployment
+from immunity.models.enums import DeploymentStatus, FixStatus
+from immunity.models.heal_tables import FixProposal
+from immunity.models.schemas import utcnow
+from immunity.models.settings import get_settings
+from immunity.models.specs import TestDefinition
+from immunity.models.tables import RegressionTest, Signature
+from immunity.tasks.deploy.targets.local import current_ref, stop_local
+from immunity.tasks.heal.git_repo import head
+from immunity.tasks.regress.manual_tests import save_definitions
+from immunity.tasks.shared.target import free_port
 from tests.flows.heal_support import AUTH, TOKEN, HealRun, awaiting_proposal, first_bug, wait_for
 from tests.tasks.test_health_alerts import Receiver
 

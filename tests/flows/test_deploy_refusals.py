@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from flows.deploy import deploy
-from models.db import get_engine
-from models.deploy_tables import Deployment
-from models.enums import DeploymentStatus, FixStatus
-from models.heal_tables import FixProposal
-from models.schemas import utcnow
-from models.settings import get_settings
-from models.tables import Alert, Signature
-from tasks.deploy import DeployRefusedError
+from immunity.flows.deploy import deploy
+from immunity.models.db import get_engine
+from immunity.models.deploy_tables import Deployment
+from immunity.models.enums import DeploymentStatus, FixStatus
+from immunity.models.heal_tables import FixProposal
+from immunity.models.schemas import utcnow
+from immunity.models.settings import get_settings
+from immunity.models.tables import Alert, Signature
+from immunity.tasks.deploy.tasks import DeployRefusedError
 from tests.standins.github_server import GitHubStandin
 from tests.standins.vercel_server import VercelStandin
 from tests.tasks.test_health_alerts import Receiver, failure, ingest

@@ -22,16 +22,16 @@ from prefect.client.schemas.filters import (
 )
 from sqlmodel import Session, select
 
-from examples.seeded_bugs import seed_repo
-from flows.experiment import run_experiment
-from models.db import get_engine
-from models.deploy_tables import Deployment, Experiment, ExperimentResult
-from models.enums import DeploymentStatus, ExperimentStatus
-from models.settings import get_settings
-from models.tables import RegressionTest
-from tasks.deploy_targets.local import current_ref, stop_local
-from tasks.git_repo import head
-from tasks.significance import fisher_exact
+from immunity.examples.seeded_bugs import seed_repo
+from immunity.flows.experiment import run_experiment
+from immunity.models.db import get_engine
+from immunity.models.deploy_tables import Deployment, Experiment, ExperimentResult
+from immunity.models.enums import DeploymentStatus, ExperimentStatus
+from immunity.models.settings import get_settings
+from immunity.models.tables import RegressionTest
+from immunity.tasks.deploy.significance import fisher_exact
+from immunity.tasks.deploy.targets.local import current_ref, stop_local
+from immunity.tasks.heal.git_repo import head
 from tests.deployments.prefect_server import free_port
 from tests.flows.heal_support import first_bug
 

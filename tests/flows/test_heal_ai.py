@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from examples.seeded_bugs import SeededBug
-from flows.heal import propose_fix
-from models.db import get_engine
-from models.enums import FixStatus, FixStrategy, RiskLevel
-from models.heal_tables import FixProposal
+from immunity.examples.seeded_bugs import SeededBug
+from immunity.flows.heal import propose_fix
+from immunity.models.db import get_engine
+from immunity.models.enums import FixStatus, FixStrategy, RiskLevel
+from immunity.models.heal_tables import FixProposal
 from tests.flows.heal_support import Drill, drill, first_bug
 from tests.standins.openai_server import OpenAIStandin, Reply
 
@@ -143,7 +143,7 @@ def test_prompt_injection_is_data_and_an_out_of_bounds_diff_is_refused_as_high_r
 
 def _inject(seeded: Drill, text: str) -> None:
     """Put attacker-chosen text in the newest sample's message (a user-controlled error text)."""
-    from models.tables import FailureEvent
+    from immunity.models.tables import FailureEvent
 
     with Session(get_engine()) as session:
         event = session.exec(

@@ -11,15 +11,15 @@ from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
 from sqlmodel import Session, select
 
-from api.app import create_app
-from models.db import get_engine
-from models.enums import ExecutionStatus, FixStatus, FixStrategy
-from models.heal_tables import ErrorPattern, FixEvent, FixProposal
-from models.settings import get_settings
-from models.tables import RegressionTest
-from tasks.fix_validate import run_test_in
-from tasks.git_repo import branch_exists, worktree
-from tasks.patterns import list_patterns
+from immunity.api.app import create_app
+from immunity.models.db import get_engine
+from immunity.models.enums import ExecutionStatus, FixStatus, FixStrategy
+from immunity.models.heal_tables import ErrorPattern, FixEvent, FixProposal
+from immunity.models.settings import get_settings
+from immunity.models.tables import RegressionTest
+from immunity.tasks.heal.git_repo import branch_exists, worktree
+from immunity.tasks.heal.patterns import list_patterns
+from immunity.tasks.heal.validate import run_test_in
 from tests.flows.heal_support import AUTH, HealRun, awaiting_proposal, drill, first_bug, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -157,7 +157,7 @@ def test_a_confident_learned_pattern_is_tried_first(
 ) -> None:
     bug = first_bug(offline_fixable=True)
     seeded = drill(bug, tmp_path, monkeypatch)
-    from tasks.fix_rules import ERROR_RULES
+    from immunity.tasks.heal.rules import ERROR_RULES
 
     [rule] = ERROR_RULES[bug.error_type]
     with Session(get_engine(store)) as session:

@@ -10,14 +10,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlmodel import Session, select
 
-from flows.health import check_health
-from models.db import get_engine
-from models.reports import AlertStatus
-from models.schemas import utcnow
-from models.settings import get_settings
-from models.tables import Alert, Signature
-from tasks.health import HEALTH_ARTIFACT_KEY
-from tasks.ingest import process_failures, process_successes
+from immunity.flows.health import check_health
+from immunity.models.db import get_engine
+from immunity.models.reports import AlertStatus
+from immunity.models.schemas import utcnow
+from immunity.models.settings import get_settings
+from immunity.models.tables import Alert, Signature
+from immunity.tasks.health.tasks import HEALTH_ARTIFACT_KEY
+from immunity.tasks.ingest.pipeline import process_failures, process_successes
 from tests.tasks.test_health_alerts import Receiver, failure, success
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -14,12 +14,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.settings import PREFECT_API_URL
 from sqlmodel import Session, select
 
-from examples.synthetic import synthetic_events
-from flows.generate import generate_regression_tests
-from flows.ingest import ingest_failures, ingest_file
-from models.db import get_engine
-from models.tables import RegressionTest, Signature
-from tasks.dashboards import GENERATION_ARTIFACT_KEY
+from immunity.examples.synthetic import synthetic_events
+from immunity.flows.generate import generate_regression_tests
+from immunity.flows.ingest import ingest_failures, ingest_file
+from immunity.models.db import get_engine
+from immunity.models.tables import RegressionTest, Signature
+from immunity.tasks.shared.dashboards import GENERATION_ARTIFACT_KEY
 from tests.tasks.test_ingest_pipeline import recipe_failure
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

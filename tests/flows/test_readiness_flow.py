@@ -13,14 +13,14 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 from sqlmodel import Session
 
-from examples.sample_service import start_server
-from flows.health import check_readiness
-from flows.regress import run_regression_suite
-from models.db import get_engine
-from models.readiness import ReadinessBand
-from models.settings import get_settings
-from models.tables import RegressionTest
-from tasks.readiness_tasks import READINESS_ARTIFACT_KEY
+from immunity.examples.sample_service import start_server
+from immunity.flows.health import check_readiness
+from immunity.flows.regress import run_regression_suite
+from immunity.models.db import get_engine
+from immunity.models.readiness import ReadinessBand
+from immunity.models.settings import get_settings
+from immunity.models.tables import RegressionTest
+from immunity.tasks.health.readiness_tasks import READINESS_ARTIFACT_KEY
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -16,14 +16,14 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 from sqlmodel import Session, select
 
-from examples.sample_service import JsonlSink, Reporter, create_app, start_server
-from flows.ingest import ingest_failures
-from flows.regress import run_regression_suite
-from models.db import get_engine
-from models.enums import Trigger
-from models.settings import get_settings
-from models.tables import RegressionTest, Signature, SuiteRun, TestExecution
-from tasks.suite_reports import RECENT_FAILURES_KEY, SUITE_SUMMARY_KEY, TEST_HEALTH_KEY
+from immunity.examples.sample_service import JsonlSink, Reporter, create_app, start_server
+from immunity.flows.ingest import ingest_failures
+from immunity.flows.regress import run_regression_suite
+from immunity.models.db import get_engine
+from immunity.models.enums import Trigger
+from immunity.models.settings import get_settings
+from immunity.models.tables import RegressionTest, Signature, SuiteRun, TestExecution
+from immunity.tasks.regress.reports import RECENT_FAILURES_KEY, SUITE_SUMMARY_KEY, TEST_HEALTH_KEY
 from tests.tasks.test_health_alerts import Receiver
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

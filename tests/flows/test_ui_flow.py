@@ -12,13 +12,13 @@ import pytest
 from selenium.webdriver.common.by import By
 from sqlmodel import Session, select
 
-from examples.sample_service import JsonlSink, Reporter, create_app, start_server
-from flows.ingest import ingest_failures
-from flows.ui import run_ui_suite
-from models.db import get_engine
-from models.settings import get_settings
-from models.tables import RegressionTest, Signature, TestExecution
-from tasks.browser import BrowserPool
+from immunity.examples.sample_service import JsonlSink, Reporter, create_app, start_server
+from immunity.flows.ingest import ingest_failures
+from immunity.flows.ui import run_ui_suite
+from immunity.models.db import get_engine
+from immunity.models.settings import get_settings
+from immunity.models.tables import RegressionTest, Signature, TestExecution
+from immunity.tasks.shared.browser import BrowserPool
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "chromium")
 

@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401
-from models.db import get_engine
-from tasks.schema import upgrade_database
+import immunity.models.tables  # noqa: F401
+from immunity.models.db import get_engine
+from immunity.tasks.shared.schema import upgrade_database
 from tests.conftest import POSTGRES_ADMIN_URL, _admin_connection
 
 

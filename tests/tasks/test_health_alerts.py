@@ -14,12 +14,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from models.reports import AlertStatus
-from models.schemas import utcnow
-from models.settings import Settings
-from models.tables import Alert, FailureEvent
-from tasks.alerts import send_alert
-from tasks.health import (
+from immunity.models.reports import AlertStatus
+from immunity.models.schemas import utcnow
+from immunity.models.settings import Settings
+from immunity.models.tables import Alert, FailureEvent
+from immunity.tasks.health.tasks import (
     FailureRate,
     SignatureWindow,
     count_in_window,
@@ -27,7 +26,8 @@ from tasks.health import (
     new_critical_signatures,
     should_alert,
 )
-from tasks.ingest import process_failures, process_successes
+from immunity.tasks.ingest.pipeline import process_failures, process_successes
+from immunity.tasks.shared.alerts import send_alert
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 HOUR_AGO = NOW - timedelta(hours=1)

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from models.settings import Environment, Settings
-from models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature
-from tasks.generation import create_regression_tests
-from tasks.ingest import PREPARE_CHUNK, process_failures, process_successes
+from immunity.models.settings import Environment, Settings
+from immunity.models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature
+from immunity.tasks.generate.generation import create_regression_tests
+from immunity.tasks.ingest.pipeline import PREPARE_CHUNK, process_failures, process_successes
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

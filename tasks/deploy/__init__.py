@@ -1,0 +1,1 @@
+"""Deploy loop: gate, trigger a target, watch, roll back; fix experiments."""

@@ -1,0 +1,2 @@
+"""Generate loop: a signature over the threshold gets one regression test, and its reproduction
+check."""

@@ -1,0 +1,205 @@
+"""Building regression tests in the store for signatures that crossed the threshold."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from prefect import task
+from sqlalchemy import Connection, Engine, case, select, update
+
+from immunity.models.db import get_engine
+from immunity.models.enums import EventSource, SignatureStatus
+from immunity.models.settings import Settings, get_settings
+from immunity.models.tables import (
+    FailureEvent,
+    OccurrenceBucket,
+    RegressionTest,
+    Signature,
+    SuccessEvent,
+)
+from immunity.tasks.generate.capture import most_complete
+from immunity.tasks.generate.testgen import (
+    crossed_threshold,
+    operation_matches,
+    replay_spec,
+    test_fields,
+    ui_test_fields,
+)
+from immunity.tasks.generate.uigen import ui_replay_spec
+from immunity.tasks.ingest.prepare import bucket_start
+from immunity.tasks.ingest.store import dialect_insert
+from immunity.tasks.shared.retry import DB_TASK_OPTIONS
+
+__all__ = ["GenerationOutcome", "create_regression_tests", "find_candidates", "generate_tests"]
+
+signatures = Signature.__table__  # type: ignore[attr-defined]
+events = FailureEvent.__table__  # type: ignore[attr-defined]
+successes = SuccessEvent.__table__  # type: ignore[attr-defined]
+tests = RegressionTest.__table__  # type: ignore[attr-defined]
+buckets = OccurrenceBucket.__table__  # type: ignore[attr-defined]
+
+SAMPLES_LOOKED_AT = 20
+SUCCESSES_LOOKED_AT = 200
+
+
+@dataclass(frozen=True)
+class GenerationOutcome:
+    """What generation did for one signature: the test it has, or why it has none."""
+
+    signature_id: int
+    test_id: int | None
+    created: bool
+    reason: str | None = None
+
+
+def find_candidates(
+    conn: Connection, settings: Settings, signature_ids: Sequence[int] | None = None
+) -> list[Any]:
+    """Return signatures without a test that were seen ≥ threshold times within the window."""
+    query = select(signatures).where(
+        signatures.c.test_id.is_(None),
+        signatures.c.status != SignatureStatus.IGNORED,
+        signatures.c.occurrence_count >= settings.generation_threshold,
+    )
+    if signature_ids is not None:
+        query = query.where(signatures.c.id.in_(sorted(set(signature_ids))))
+    rows = list(conn.execute(query.order_by(signatures.c.id)))
+    if not rows:
+        return []
+    window = timedelta(days=settings.generation_window_days)
+    earliest = bucket_start(min(row.last_seen for row in rows) - window, settings.bucket_minutes)
+    recent: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    counted = select(buckets.c.signature_id, buckets.c.bucket_start, buckets.c.count).where(
+        buckets.c.signature_id.in_([row.id for row in rows]), buckets.c.bucket_start >= earliest
+    )
+    for signature_id, start, count in conn.execute(counted):
+        recent[signature_id].append((start, count))
+    return [
+        row
+        for row in rows
+        if crossed_threshold(
+            recent[row.id],
+            row.last_seen,
+            threshold=settings.generation_threshold,
+            window=window,
+            bucket_minutes=settings.bucket_minutes,
+        )
+    ]
+
+
+def _latest_request_sample(conn: Connection, signature_id: int) -> Any | None:
+    query = (
+        select(events.c.request, events.c.environment, events.c.context, events.c.source)
+        .where(events.c.signature_id == signature_id, events.c.request.is_not(None))
+        .order_by(events.c.received_at.desc(), events.c.id.desc())
+        .limit(SAMPLES_LOOKED_AT)
+    )
+    samples = list(conn.execute(query))
+    best = most_complete(samples, lambda sample: sample.request)
+    return best if best is not None else (samples[0] if samples else None)
+
+
+def _success_list_counts(conn: Connection, method: str, path: str) -> list[dict[str, int]]:
+    query = (
+        select(successes.c.operation, successes.c.list_counts)
+        .where(successes.c.operation.like(f"{method.upper()} %"))
+        .order_by(successes.c.id.desc())
+        .limit(SUCCESSES_LOOKED_AT)
+    )
+    return [
+        dict(row.list_counts or {})
+        for row in conn.execute(query)
+        if operation_matches(row.operation, method, path)
+    ]
+
+
+def _fields(
+    conn: Connection, signature: Any, sample: Any, settings: Settings
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Return the new test's columns from the signature's best sample, or why there are none."""
+    environment = sample.environment if sample is not None else "production"
+    target = settings.environments.get(environment)
+    common = {
+        "signature_id": signature.id,
+        "fingerprint": signature.fingerprint,
+        "error_type": signature.error_type,
+        "category": signature.category,
+        "message": signature.message,
+        "environment": environment,
+        "confidence": settings.initial_confidence,
+    }
+    if sample is not None and sample.source == EventSource.BROWSER:
+        steps, reason = ui_replay_spec(sample.request, sample.context, target)
+        if steps is None:
+            return None, reason
+        return ui_test_fields(**common, steps=steps, captured=sample.request), None
+    spec, reason = replay_spec(sample.request if sample is not None else None, target)
+    if spec is None:
+        return None, reason
+    return test_fields(
+        **common,
+        spec=spec,
+        list_counts=_success_list_counts(conn, spec.method, spec.path),
+        captured=sample.request,
+    ), None
+
+
+def _generate_one(conn: Connection, signature: Any, settings: Settings) -> GenerationOutcome:
+    sample = _latest_request_sample(conn, signature.id)
+    fields, reason = _fields(conn, signature, sample, settings)
+    if fields is None:
+        conn.execute(
+            update(signatures)
+            .where(signatures.c.id == signature.id)
+            .values(untestable_reason=reason)
+        )
+        return GenerationOutcome(signature.id, None, False, reason)
+    # The unique key on the signature makes a concurrent second insert a no-op, not a duplicate.
+    inserted = conn.execute(
+        dialect_insert(conn, tests).values(**fields).on_conflict_do_nothing().returning(tests.c.id)
+    ).scalar()
+    test_id = conn.execute(
+        select(tests.c.id).where(tests.c.created_from_signature_id == signature.id)
+    ).scalar()
+    if test_id is None:
+        return GenerationOutcome(signature.id, None, False, f"test name {fields['name']} is taken")
+    conn.execute(
+        update(signatures)
+        .where(signatures.c.id == signature.id, signatures.c.test_id.is_(None))
+        .values(
+            test_id=test_id,
+            untestable_reason=None,
+            status=_tested_status(signatures.c.status),
+        )
+    )
+    return GenerationOutcome(signature.id, test_id, inserted is not None)
+
+
+def _tested_status(current: Any) -> Any:
+    new_or_ongoing = (SignatureStatus.NEW.value, SignatureStatus.ONGOING.value)
+    return case((current.in_(new_or_ongoing), SignatureStatus.TESTED.value), else_=current)
+
+
+def create_regression_tests(
+    signature_ids: Sequence[int] | None, *, engine: Engine, settings: Settings
+) -> list[GenerationOutcome]:
+    """Give every qualifying signature (all of them when `signature_ids` is None) its one test."""
+    with engine.connect() as conn:
+        candidates = find_candidates(conn, settings, signature_ids)
+    outcomes = []
+    for row in candidates:
+        # One transaction per signature: it locks one signature row at a time, so it cannot
+        # deadlock with an ingest batch that locks many of them in fingerprint order.
+        with engine.begin() as conn:
+            outcomes.append(_generate_one(conn, row, settings))
+    return outcomes
+
+
+@task(name="generate-regression-tests", **DB_TASK_OPTIONS)
+def generate_tests(signature_ids: list[int] | None = None) -> list[GenerationOutcome]:
+    """Return what generation did for each qualifying signature (all when ids is None)."""
+    return create_regression_tests(signature_ids, engine=get_engine(), settings=get_settings())

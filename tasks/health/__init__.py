@@ -1,0 +1,1 @@
+"""Health loop: the failure-rate rule, probes and the readiness score."""

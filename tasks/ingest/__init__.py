@@ -1,0 +1,1 @@
+"""Ingest loop: validate, classify, scrub and fingerprint events, store signatures and samples."""

@@ -1,0 +1,256 @@
+"""The pure middle of ingestion: classify → scrub → fingerprint → rows ready for the store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from immunity.models.enums import severity_rank
+from immunity.models.schemas import FailureEventIn, SuccessEventIn, full_frame, utcnow
+from immunity.models.settings import Settings
+from immunity.tasks.ingest.classify import classify
+from immunity.tasks.ingest.fingerprint import (
+    MAX_NORMALIZED_CHARS,
+    fingerprint,
+    frames_fingerprint,
+    normalize_message,
+    parse_python_traceback,
+)
+from immunity.tasks.ingest.storable import storable, storable_text
+from immunity.tasks.shared.scrub import scrub, scrub_headers, scrub_text, scrub_url
+
+__all__ = [
+    "PreparedFailure",
+    "SignatureDelta",
+    "aggregate_signatures",
+    "bucket_start",
+    "prepare_failure",
+    "prepare_success",
+    "storable_failure",
+    "truncate",
+]
+
+TRUNCATION_MARK = "…[truncated {n} chars]"
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass pays a setattr call per field
+class PreparedFailure:
+    """A validated failure turned into its signature's key and its scrubbed event row."""
+
+    fingerprint: str
+    error_type: str
+    culprit: str
+    category: str
+    severity: str
+    received_at: datetime
+    row: dict[str, Any]
+    # Known when grouping needed it (no frames); else worked out only if the signature is new.
+    known_message: str | None = None
+
+    @property
+    def normalized_message(self) -> str:
+        """The message with its variable parts replaced: what the signature shows."""
+        if self.known_message is not None:
+            return self.known_message
+        return normalize_message(self.row["message"])[:MAX_NORMALIZED_CHARS]
+
+
+@dataclass(slots=True)
+class SignatureDelta:
+    """What one batch adds to one signature: a count, a time span and the highest severity."""
+
+    fingerprint: str
+    error_type: str
+    first: PreparedFailure  # the batch's first event of it: the message of a new signature
+    culprit: str
+    category: str
+    severity: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    buckets: dict[datetime, int] = field(default_factory=dict)  # occurrences per bucket
+
+
+def truncate(text: str, limit: int) -> str:
+    """Return `text` cut to `limit` characters with a marker saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARK.format(n=len(text) - limit)
+
+
+def _truncate_tail(text: str, limit: int) -> str:
+    # Tracebacks end with the error itself, so the tail is the part worth keeping.
+    if len(text) <= limit:
+        return text
+    return TRUNCATION_MARK.format(n=len(text) - limit) + text[-limit:]
+
+
+def _scrub_request(event: FailureEventIn, settings: Settings) -> dict[str, Any] | None:
+    if event.request is None:
+        return None
+    request = event.request
+    body = scrub(request.body) if settings.scrub_enabled else request.body
+    captured: dict[str, Any] = {
+        "method": request.method,
+        "url": scrub_url(request.url) if settings.scrub_enabled else request.url,
+        "headers": scrub_headers(request.headers)
+        if settings.scrub_enabled
+        else dict(request.headers),
+        "body": body,
+    }
+    if body is not None:
+        encoded = body if isinstance(body, str) else _JSON.encode(body)
+        if len(encoded) > settings.max_body_chars:
+            captured["body"] = truncate(encoded, settings.max_body_chars)
+            captured["body_truncated"] = True
+    return captured
+
+
+_JSON = json.JSONEncoder(default=str)  # built once: json.dumps(default=…) builds one per call
+
+
+@lru_cache(maxsize=8192)  # a service has a bounded set of users and each sends many events
+def _user_hash(user: str | None) -> str | None:
+    # Only a hash is kept: enough to count distinct users, useless to identify one.
+    return hashlib.sha256(user.encode()).hexdigest()[:32] if user else None
+
+
+@lru_cache(maxsize=8192)  # source lines repeat in every occurrence of a bug
+def _scrub_line(line: str) -> str:
+    return scrub_text(line)
+
+
+def _stored_frames(frames: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    stored = frames[-settings.max_frames :]
+    if settings.scrub_enabled:
+        for frame in stored:
+            if frame["context_line"]:
+                frame["context_line"] = _scrub_line(frame["context_line"])
+    return stored
+
+
+def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailure:
+    """Return the classified, scrubbed and fingerprinted form of one failure event."""
+    classification = classify(
+        event.error_type, event.message, event.status_code, settings.classification_rules
+    )
+    severity = (event.severity or classification.severity).value
+    category = classification.category.value
+    # Validated frames are whole already (and the event's own: storing may change them).
+    frames: list[dict[str, Any]] = event.frames  # type: ignore[assignment]
+    if not frames and event.stacktrace:
+        frames = [full_frame(frame) for frame in parse_python_traceback(event.stacktrace)]
+    error_type = truncate(event.error_type, 200)
+    message = truncate(event.message, settings.max_message_chars)
+    if settings.scrub_enabled:
+        message = scrub_text(message)
+    grouped = frames_fingerprint(error_type, frames, settings.in_app_include)
+    known_message = None
+    if grouped is None:
+        found = fingerprint(error_type, message, frames, settings.in_app_include)
+        grouped, known_message = (found.hash, found.culprit), found.normalized_message
+    stacktrace = event.stacktrace
+    if stacktrace is not None:
+        stacktrace = _truncate_tail(stacktrace, settings.max_message_chars * 4)
+        if settings.scrub_enabled:
+            stacktrace = scrub_text(stacktrace)
+    received_at = event.received_at or utcnow()
+    row = {
+        "received_at": received_at,
+        "environment": event.environment,
+        "release": event.release,
+        "error_type": error_type,
+        "message": message,
+        "frames": _stored_frames(frames, settings),
+        "stacktrace": stacktrace,
+        "request": _scrub_request(event, settings),
+        "status_code": event.status_code,
+        "context": scrub(event.context) if settings.scrub_enabled else event.context,
+        "tags": scrub(event.tags) if settings.scrub_enabled else event.tags,
+        "user_hash": _user_hash(event.user),
+        "source": event.source.value,
+        "category": category,
+        "severity": severity,
+    }
+    return PreparedFailure(
+        fingerprint=grouped[0],
+        error_type=error_type,
+        culprit=truncate(grouped[1], 500),
+        category=category,
+        severity=severity,
+        received_at=received_at,
+        row=row,
+        known_message=known_message,
+    )
+
+
+def bucket_start(at: datetime, minutes: int) -> datetime:
+    """Return the start of the `minutes`-wide bucket holding `at` (buckets align to the hour)."""
+    return at.replace(second=0, microsecond=0) - timedelta(minutes=at.minute % minutes)
+
+
+def storable_failure(item: PreparedFailure) -> PreparedFailure:
+    """Return the failure with every text and JSON value in a form every store accepts."""
+    return replace(
+        item,
+        error_type=storable_text(item.error_type),
+        known_message=storable_text(item.normalized_message),
+        culprit=storable_text(item.culprit),
+        row=storable(item.row),
+    )
+
+
+def aggregate_signatures(
+    prepared: Iterable[PreparedFailure], bucket_minutes: int
+) -> list[SignatureDelta]:
+    """Return one delta per fingerprint, sorted by fingerprint so writers lock rows in one order."""
+    deltas: dict[str, SignatureDelta] = {}
+    buckets: dict[float, datetime] = {}  # by minute since the epoch: events crowd few minutes
+    for item in prepared:
+        at = item.received_at
+        minute = at.timestamp() // 60
+        bucket = buckets.get(minute)
+        if bucket is None:
+            bucket = buckets[minute] = bucket_start(at, bucket_minutes)
+        seen = deltas.get(item.fingerprint)
+        if seen is None:
+            seen = deltas[item.fingerprint] = SignatureDelta(
+                fingerprint=item.fingerprint,
+                error_type=item.error_type,
+                first=item,
+                culprit=item.culprit,
+                category=item.category,
+                severity=item.severity,
+                first_seen=at,
+                last_seen=at,
+                count=0,
+            )
+        elif item.severity != seen.severity and (
+            severity_rank(item.severity) > severity_rank(seen.severity)
+        ):
+            seen.severity = item.severity
+        if at < seen.first_seen:
+            seen.first_seen = at
+        elif at > seen.last_seen:
+            seen.last_seen = at
+        seen.count += 1
+        counts = seen.buckets
+        counts[bucket] = counts.get(bucket, 0) + 1  # not Counter's +=: no __missing__ call
+    return [deltas[key] for key in sorted(deltas)]
+
+
+def prepare_success(event: SuccessEventIn, settings: Settings) -> dict[str, Any]:
+    """Return the stored row of one success event."""
+    return {
+        "operation": event.operation,
+        "received_at": event.received_at or utcnow(),
+        "environment": event.environment,
+        "duration_ms": event.duration_ms,
+        "list_counts": event.list_counts,
+        "meta": scrub(event.metadata) if settings.scrub_enabled else event.metadata,
+    }

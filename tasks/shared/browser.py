@@ -1,0 +1,407 @@
+"""Headless Chromium sessions for UI tests: a pool that reuses them, and what each one saw.
+
+Only Debian's `chromium` and `chromedriver` are used, by explicit path: a bare `Service()` would
+start Selenium Manager, which downloads drivers. Starting a session costs ~0.7 s and a local page
+~40 ms, so sessions are reused across tests and cleaned between them instead of restarted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+
+from immunity.models.settings import Settings
+from immunity.models.specs import REPLAY_HEADER
+
+__all__ = ["Browser", "BrowserPool", "chromium_missing", "chromium_options"]
+
+_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,900",
+)
+_INSTALL_HINT = "install Debian's packages: apt-get install -y chromium chromium-driver"
+_MAX_TEXT = 500
+_LEAVE = "location.replace('about:blank')"
+_LEFT = "return document.URL === 'about:blank' && document.readyState === 'complete'"
+_LEAVE_TIMEOUT_S = 2.0
+_IDLE_CHECK_S = 5.0
+
+
+def _executable(path: str) -> bool:
+    found = shutil.which(path)
+    return found is not None and os.access(found, os.X_OK)
+
+
+def chromium_missing(settings: Settings) -> str | None:
+    """Return why UI tests cannot run here (no Chromium or no chromedriver), or None."""
+    missing = [
+        f"{what} not found at {path!r}"
+        for what, path in (
+            ("Chromium", settings.chromium_binary),
+            ("chromedriver", settings.chromedriver),
+        )
+        if not _executable(path)
+    ]
+    return f"{'; '.join(missing)} ({_INSTALL_HINT})" if missing else None
+
+
+def chromium_options(
+    chromium_binary: str, allow_hosts: Sequence[str] = ()
+) -> webdriver.ChromeOptions:
+    """Return headless Chromium options that resolve no host but 127.0.0.1 and `allow_hosts`."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium_binary
+    for flag in _FLAGS:
+        options.add_argument(flag)
+    # Every other name maps to NOTFOUND, so the browser makes no DNS look-ups of its own
+    # (safe browsing, updates, fonts); the hosts under test are excluded from the rule.
+    excluded = "".join(f" , EXCLUDE {host}" for host in dict.fromkeys(["127.0.0.1", *allow_hosts]))
+    options.add_argument(f"--host-resolver-rules=MAP * ~NOTFOUND{excluded}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    # Network events only: page events would multiply the log drained after every test.
+    options.add_experimental_option(
+        "perfLoggingPrefs", {"enableNetwork": True, "enablePage": False}
+    )
+    return options
+
+
+def _favicon(url: str) -> bool:
+    # Chromium asks every origin for /favicon.ico by itself; its 404 is not the page's failure.
+    return urlsplit(url).path == "/favicon.ico"
+
+
+class Browser:
+    """One Chrome session, with the console entries and requests seen since its lease began."""
+
+    def __init__(self, driver: WebDriver, number: int) -> None:
+        self.driver = driver
+        self.number = number
+        self.broken = False
+        self.idle_since = time.monotonic()
+        self.console: list[dict[str, Any]] = []
+        self.requests: dict[str, dict[str, Any]] = {}
+        self.origins: set[str] = set()
+
+    @property
+    def user_data_dir(self) -> str:
+        """The session's temporary profile directory (it names its processes' command lines)."""
+        return str(self.driver.capabilities.get("chrome", {}).get("userDataDir", ""))
+
+    def mark(self, marker: str) -> None:
+        """Send `X-Immunity-Replay: marker` with every request of this test's pages.
+
+        A target that reports its page errors back passes the mark on, so the errors immunity's
+        own replays cause are not counted as occurrences (see tasks/reproduce.py).
+        """
+        self.driver.execute_cdp_cmd("Network.enable", {})
+        self.driver.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {REPLAY_HEADER: marker}}
+        )
+
+    def visit(self, url: str) -> None:
+        """Remember the origin of a page the test opens, so its storage is cleared afterwards."""
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https"):
+            self.origins.add(f"{parts.scheme}://{parts.netloc}")
+
+    def collect(self) -> None:
+        """Drain the browser's console and network logs into this lease's records."""
+        self.console.extend(self.driver.get_log("browser"))
+        for entry in self.driver.get_log("performance"):
+            try:
+                message = json.loads(entry["message"])["message"]
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._network(message.get("method", ""), message.get("params", {}))
+
+    def _network(self, method: str, params: dict[str, Any]) -> None:
+        request_id = params.get("requestId")
+        if not request_id:
+            return
+        if method == "Network.requestWillBeSent":
+            request = params.get("request", {})
+            self.requests[request_id] = {
+                "url": str(request.get("url", ""))[:_MAX_TEXT],
+                "method": request.get("method", "GET"),
+                "type": params.get("type", "Other"),
+            }
+        elif method == "Network.responseReceived":
+            response = params.get("response", {})
+            record = self.requests.setdefault(
+                request_id, {"url": str(response.get("url", ""))[:_MAX_TEXT], "method": "GET"}
+            )
+            record.update(status=response.get("status"), type=params.get("type", "Other"))
+        elif method == "Network.loadingFailed":
+            record = self.requests.setdefault(request_id, {"url": "", "method": "GET"})
+            record.update(error=params.get("errorText", "failed"), canceled=params.get("canceled"))
+
+    def console_errors(self) -> list[dict[str, Any]]:
+        """Return the SEVERE console entries of this lease (the favicon's 404 left out)."""
+        return [
+            {"source": entry.get("source"), "message": str(entry.get("message", ""))[:_MAX_TEXT]}
+            for entry in self.console
+            if entry.get("level") == "SEVERE" and "/favicon.ico - " not in entry.get("message", "")
+        ]
+
+    def failed_requests(self) -> list[dict[str, Any]]:
+        """Return this lease's requests that failed or were answered ≥ 400."""
+        failed = []
+        for record in self.requests.values():
+            if _favicon(record["url"]) or record.get("canceled"):
+                continue  # a request cut short by the next navigation did not fail
+            if record.get("error") or (record.get("status") or 0) >= 400:
+                failed.append(record)
+        return failed
+
+    def alive(self) -> bool:
+        """Whether the session still answers."""
+        try:
+            self.driver.execute_script("return 1")
+        except Exception:  # any failure means the session is gone
+            return False
+        return True
+
+    def reset(self) -> None:
+        """Forget the last test: extra windows, the page, cookies, storage, the logs."""
+        driver = self.driver
+        handles = driver.window_handles
+        if len(handles) > 1:
+            for handle in handles[1:]:
+                driver.switch_to.window(handle)
+                driver.close()
+            driver.switch_to.window(handles[0])
+        # Leave the page first: its timers and unload handlers may still write storage or log.
+        self._leave_page()
+        self.collect()
+        for record in self.requests.values():  # pages reached by links, not only by `open`
+            if record.get("type") == "Document":
+                self.visit(record["url"])
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        for origin in self.origins:  # local and session storage, IndexedDB, caches, workers
+            driver.execute_cdp_cmd(
+                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}
+            )
+        self.begin()
+
+    def _leave_page(self) -> None:
+        # As the page itself would: the blank page stays in the page's renderer, ~30 ms cheaper
+        # than `get("about:blank")`, which swaps renderers there and back for the next test.
+        driver = self.driver
+        with contextlib.suppress(WebDriverException):
+            driver.execute_script(_LEAVE)
+            deadline = time.monotonic() + _LEAVE_TIMEOUT_S
+            while time.monotonic() < deadline:
+                if driver.execute_script(_LEFT):
+                    return
+                time.sleep(0.005)
+        driver.get("about:blank")  # a page that would not let go (an error page, a dialog)
+
+    def begin(self) -> None:
+        """Start a new lease: nothing seen yet."""
+        self.console, self.requests, self.origins = [], {}, set()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _quit(driver: WebDriver) -> None:
+    process = getattr(driver.service, "process", None)
+    pids = _descendants(process.pid) if process is not None and Path("/proc").is_dir() else []
+    with contextlib.suppress(Exception):  # a crashed session still has processes to end
+        driver.quit()
+    # chromedriver ends its Chromium on quit; if it crashed, the browser outlives it.
+    for pid in pids:
+        try:
+            if "chrom" in Path(f"/proc/{pid}/comm").read_text():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+class BrowserPool:
+    """Up to `size` Chrome sessions, started when first needed, reused and cleaned between tests.
+
+    `started` counts the sessions started (replacements included). Every session is quit on exit.
+    With `reuse=False` every session serves one lease and is quit: a new browser per test.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        chromium_binary: str,
+        chromedriver: str,
+        timeout_s: float,
+        allow_hosts: Sequence[str] = (),
+        reuse: bool = True,
+    ) -> None:
+        self.size = max(1, size)
+        self.reuse = reuse
+        self.chromium_binary = chromium_binary
+        self.chromedriver = chromedriver
+        self.timeout_s = timeout_s
+        self.allow_hosts = tuple(allow_hosts)
+        self.started = 0
+        self._idle: list[Browser] = []
+        self._live: set[Browser] = set()
+        self._starting = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    @property
+    def sessions(self) -> tuple[Browser, ...]:
+        """The sessions alive now, leased or idle."""
+        with self._changed:
+            return tuple(self._live)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, allow_hosts: Sequence[str] = ()) -> BrowserPool:
+        """Return a pool sized and configured by the settings."""
+        return cls(
+            settings.ui_browsers,
+            chromium_binary=settings.chromium_binary,
+            chromedriver=settings.chromedriver,
+            timeout_s=settings.ui_timeout_s,
+            allow_hosts=[*settings.ui_allow_hosts, *allow_hosts],
+        )
+
+    def __enter__(self) -> BrowserPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _start(self) -> Browser:
+        if not (_executable(self.chromium_binary) and _executable(self.chromedriver)):
+            raise RuntimeError(
+                f"Chromium ({self.chromium_binary}) or chromedriver ({self.chromedriver}) is "
+                f"missing ({_INSTALL_HINT})"
+            )
+        options = chromium_options(self.chromium_binary, self.allow_hosts)
+        driver = webdriver.Chrome(service=Service(self.chromedriver), options=options)
+        try:
+            driver.set_page_load_timeout(self.timeout_s)
+            driver.set_script_timeout(self.timeout_s)
+        except Exception:
+            _quit(driver)
+            raise
+        with self._changed:
+            self.started += 1
+            return Browser(driver, self.started)
+
+    def acquire(self) -> Browser:
+        """Return an idle session, a new one while fewer than `size` run, or wait for one."""
+        while True:
+            with self._changed:
+                while not self._idle and len(self._live) + self._starting >= self.size:
+                    if self._closed:
+                        raise RuntimeError("the browser pool is closed")
+                    self._changed.wait()
+                if self._closed:
+                    raise RuntimeError("the browser pool is closed")
+                if self._idle:
+                    browser = self._idle.pop()
+                else:
+                    self._starting += 1
+                    browser = None
+            if browser is None:
+                try:
+                    browser = self._start()
+                finally:
+                    with self._changed:
+                        self._starting -= 1
+                        self._changed.notify_all()
+                with self._changed:
+                    closed = self._closed
+                    if not closed:
+                        self._live.add(browser)
+                if closed:  # closed while this one was starting: it would outlive the pool
+                    _quit(browser.driver)
+                    raise RuntimeError("the browser pool is closed")
+            elif time.monotonic() - browser.idle_since > _IDLE_CHECK_S and not browser.alive():
+                # It died while idle (a crash, an OOM kill): replace it. One cleaned a moment
+                # ago answered then; asking again would cost every test a round trip.
+                self._discard(browser)
+                continue
+            browser.begin()
+            return browser
+
+    def release(self, browser: Browser) -> None:
+        """Take a session back: cleaned for the next test, or quit and forgotten if it broke."""
+        if self.reuse and not browser.broken:
+            try:
+                browser.reset()
+            except Exception:  # a session that cannot be cleaned is replaced
+                browser.broken = True
+        if browser.broken or not self.reuse:
+            self._discard(browser)
+            return
+        browser.idle_since = time.monotonic()
+        with self._changed:
+            self._idle.append(browser)
+            self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Browser]:
+        """Yield a session for one test and take it back afterwards."""
+        browser = self.acquire()
+        try:
+            yield browser
+        finally:
+            self.release(browser)
+
+    def _discard(self, browser: Browser) -> None:
+        with self._changed:
+            self._live.discard(browser)
+            self._changed.notify_all()
+        _quit(browser.driver)
+
+    def close(self) -> None:
+        """Quit every session, leased or idle."""
+        with self._changed:
+            self._closed = True
+            browsers, self._idle = list(self._live), []
+            self._live.clear()
+            self._changed.notify_all()
+        for browser in browsers:
+            _quit(browser.driver)

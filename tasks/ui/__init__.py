@@ -1,0 +1,1 @@
+"""UI loop: Selenium suites in headless Chromium, step by step."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = [
     "ClassificationRule",
@@ -19,6 +25,7 @@ __all__ = [
 ]
 
 DEFAULT_DATA_DIR = Path(".immunity")
+DEFAULT_ENV_FILE = ".env"
 
 
 class Environment(BaseModel):
@@ -85,7 +92,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="IMMUNITY_",
-        env_file=".env",
+        env_file=DEFAULT_ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
@@ -261,6 +268,25 @@ class Settings(BaseSettings):
     )
     # Module prefixes treated as the application's own code when a frame does not say.
     in_app_include: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read `IMMUNITY_ENV_FILE` (another dotenv file; empty: none) each time settings load.
+
+        An explicit `Settings(_env_file=...)` still wins; the test suite sets it empty so a
+        developer's `.env` never reaches a test.
+        """
+        chosen = os.environ.get("IMMUNITY_ENV_FILE")
+        if chosen is not None and getattr(dotenv_settings, "env_file", None) == DEFAULT_ENV_FILE:
+            dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=chosen or None)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @field_validator("database_url")
     @classmethod

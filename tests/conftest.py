@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 
-# Before Prefect is imported anywhere: its telemetry fails noisily on a closed network.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# What only steers the test run itself; every other IMMUNITY_* or PREFECT_* of the developer's
+# shell is dropped, and no dotenv file is read, so a `.env` at the repository root (or a real
+# Prefect profile in the home directory) never reaches a test or the processes tests start.
+_TEST_CONTROLS = {
+    "IMMUNITY_REQUIRE_POSTGRES",
+    "IMMUNITY_REQUIRE_CHROMIUM",
+    "IMMUNITY_TEST_POSTGRES_URL",
+    "PREFECT_SERVER_ANALYTICS_ENABLED",
+}
+
+
+def _hermetic_environment() -> None:
+    for key in list(os.environ):
+        if key.startswith(("IMMUNITY_", "PREFECT_")) and key not in _TEST_CONTROLS:
+            del os.environ[key]
+    os.environ["IMMUNITY_ENV_FILE"] = ""
+    home = tempfile.mkdtemp(prefix="immunity-tests-prefect-home-")
+    atexit.register(shutil.rmtree, home, True)
+    os.environ["PREFECT_HOME"] = home
+    os.environ["PREFECT_PROFILES_PATH"] = os.path.join(home, "profiles.toml")
+    # Before Prefect is imported anywhere: its telemetry fails noisily on a closed network.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+_hermetic_environment()
 
 import psycopg
 import pytest

@@ -9,6 +9,14 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import SQLModel
+
+from immunity.models.db import create_schema, get_engine
+from immunity.models.settings import Settings, get_settings
+
 # What only steers the test run itself; every other IMMUNITY_* or PREFECT_* of the developer's
 # shell is dropped, and no dotenv file is read, so a `.env` at the repository root (or a real
 # Prefect profile in the home directory) never reaches a test or the processes tests start.
@@ -17,6 +25,7 @@ _TEST_CONTROLS = {
     "IMMUNITY_REQUIRE_CHROMIUM",
     "IMMUNITY_TEST_POSTGRES_URL",
     "PREFECT_SERVER_ANALYTICS_ENABLED",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",  # set by immunity.cli, loaded before
 }
 
 
@@ -33,15 +42,7 @@ def _hermetic_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-_hermetic_environment()
-
-import psycopg
-import pytest
-from sqlalchemy import Engine, text
-from sqlmodel import SQLModel
-
-from immunity.models.db import create_schema, get_engine
-from immunity.models.settings import Settings, get_settings
+_hermetic_environment()  # before anything imports Prefect
 
 REQUIRE_POSTGRES = os.environ.get("IMMUNITY_REQUIRE_POSTGRES") == "1"
 REQUIRE_CHROMIUM = os.environ.get("IMMUNITY_REQUIRE_CHROMIUM") == "1"

@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import task
-from sqlalchemy import Connection, Engine, case, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from immunity.models.db import get_engine
 from immunity.models.enums import EventSource, SignatureStatus
 from immunity.models.settings import Settings, get_settings
+from immunity.models.signature_states import SignatureEvent, status_after
 from immunity.models.tables import (
     FailureEvent,
     OccurrenceBucket,
@@ -42,6 +43,7 @@ successes = SuccessEvent.__table__  # type: ignore[attr-defined]
 tests = RegressionTest.__table__  # type: ignore[attr-defined]
 buckets = OccurrenceBucket.__table__  # type: ignore[attr-defined]
 
+_TESTED_STATUS = status_after(SignatureEvent.TEST_CREATED, signatures.c.status)
 SAMPLES_LOOKED_AT = 20
 SUCCESSES_LOOKED_AT = 200
 
@@ -173,15 +175,10 @@ def _generate_one(conn: Connection, signature: Any, settings: Settings) -> Gener
         .values(
             test_id=test_id,
             untestable_reason=None,
-            status=_tested_status(signatures.c.status),
+            status=_TESTED_STATUS,
         )
     )
     return GenerationOutcome(signature.id, test_id, inserted is not None)
-
-
-def _tested_status(current: Any) -> Any:
-    new_or_ongoing = (SignatureStatus.NEW.value, SignatureStatus.ONGOING.value)
-    return case((current.in_(new_or_ongoing), SignatureStatus.TESTED.value), else_=current)
 
 
 def create_regression_tests(

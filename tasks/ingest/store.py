@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from immunity.models.enums import SignatureStatus
 from immunity.models.settings import Settings
+from immunity.models.signature_states import SignatureEvent, first_status, status_after
 from immunity.models.tables import FailureEvent, OccurrenceBucket, Signature, SuccessEvent
 from immunity.tasks.ingest.prepare import PreparedFailure, SignatureDelta, aggregate_signatures
 
@@ -84,11 +85,7 @@ def _upsert_statement(backend: str) -> Any:
                 ),
                 else_=current.severity,
             ),
-            "status": case(
-                (current.status == SignatureStatus.FIXED, SignatureStatus.REGRESSED.value),
-                (current.status == SignatureStatus.NEW, SignatureStatus.ONGOING.value),
-                else_=current.status,
-            ),
+            "status": status_after(SignatureEvent.OCCURRENCE, current.status),
         },
     ).returning(
         current.id,
@@ -113,7 +110,7 @@ def _signature_row(delta: SignatureDelta, now: Any) -> dict[str, Any]:
         "first_seen": delta.first_seen,
         "last_seen": delta.last_seen,
         "occurrence_count": delta.count,
-        "status": SignatureStatus.NEW if delta.count == 1 else SignatureStatus.ONGOING,
+        "status": first_status(delta.count),
         "created_at": now,
     }
 

@@ -3,9 +3,10 @@
 - Confidence (seed): pass +5, fail −10, clamped to 0–100. `error` (the target could not be asked)
   and `skipped` (refused) say nothing about the bug and move nothing; `flaky` moves nothing either
   but counts towards quarantine.
-- Signature: a passing regression test marks its signature `fixed`; a failing one turns a `fixed`
-  signature `regressed`. Quarantined tests, and generated tests that have not reproduced their
-  failure, are not trusted to move a signature either way; `ignored` signatures stay ignored.
+- Signature: a pass is the `test_passed` event, a fail `test_failed`, moved by the one table in
+  `immunity.models.signature_states` (a pass marks the signature `fixed`, a fail turns a `fixed`
+  one `regressed`). Other results fire no event. Quarantined tests, and generated tests that have
+  not reproduced their failure, are not trusted to move a signature either way.
 - Quarantine: a test flaky in at least `share` of its last `window` runs (at least half a window
   of them) is quarantined; it is released when the share falls below again.
 """
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from immunity.models.enums import ExecutionStatus, SignatureStatus
+from immunity.models.signature_states import SignatureEvent, next_status
 from immunity.tasks.shared.queries import confidence_band
 
 __all__ = [
@@ -27,14 +29,10 @@ __all__ = [
     "quarantine_decision",
 ]
 
-_MOVABLE = frozenset(
-    {
-        SignatureStatus.NEW,
-        SignatureStatus.ONGOING,
-        SignatureStatus.TESTED,
-        SignatureStatus.REGRESSED,
-    }
-)
+_EVENT_OF_RESULT = {
+    ExecutionStatus.PASSED: SignatureEvent.TEST_PASSED,
+    ExecutionStatus.FAILED: SignatureEvent.TEST_FAILED,
+}
 
 
 def next_confidence(confidence: int, status: ExecutionStatus, *, up: int, down: int) -> int:
@@ -77,13 +75,11 @@ def next_signature_status(
     current: str, status: ExecutionStatus, *, trusted: bool = True
 ) -> str | None:
     """Return the signature's new status after its test's result, or None for no change."""
-    if not trusted:
+    event = _EVENT_OF_RESULT.get(status)
+    if not trusted or event is None:
         return None
-    if status == ExecutionStatus.PASSED and current in _MOVABLE:
-        return SignatureStatus.FIXED.value
-    if status == ExecutionStatus.FAILED and current == SignatureStatus.FIXED:
-        return SignatureStatus.REGRESSED.value
-    return None
+    after = next_status(current, event)
+    return None if after == current else SignatureStatus(after).value
 
 
 def quarantine_decision(

@@ -32,7 +32,7 @@ def upgrade() -> None:
     sa.Column('delivered', sa.Boolean(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('details', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('sent_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('alert', schema=None) as batch_op:
@@ -41,7 +41,7 @@ def upgrade() -> None:
     op.create_table('occurrencebucket',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('signature_id', sa.Integer(), nullable=False),
-    sa.Column('bucket_start', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('bucket_start', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('count', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['signature_id'], ['signature.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),

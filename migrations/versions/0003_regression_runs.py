@@ -50,8 +50,8 @@ def upgrade() -> None:
         ),
         sa.Column("pass_rate", sa.Float(), nullable=True),
         sa.Column("flow_run_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-        sa.Column("started_at", models.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", immunity.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", immunity.models.types.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -95,7 +95,7 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("confidence_after", sa.Integer(), nullable=True),
-        sa.Column("started_at", models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", immunity.models.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["suite_run_id"], ["suiterun.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["test_id"], ["regressiontest.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

@@ -25,7 +25,7 @@ def upgrade() -> None:
     with op.batch_alter_table('regressiontest', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reproduction', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
         batch_op.add_column(sa.Column('reproduction_evidence', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql'), nullable=True))
-        batch_op.add_column(sa.Column('reproduction_checked_at', models.types.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('reproduction_checked_at', immunity.models.types.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('capture_issues', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql'), nullable=True))
         batch_op.create_index(batch_op.f('ix_regressiontest_reproduction'), ['reproduction'], unique=False)
     # Tests generated before the check existed are checked like new ones.

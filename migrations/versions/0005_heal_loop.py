@@ -33,8 +33,8 @@ def upgrade() -> None:
     sa.Column('confidence', sa.Float(), nullable=False),
     sa.Column('successes', sa.Integer(), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
-    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
     )
@@ -62,12 +62,12 @@ def upgrade() -> None:
     sa.Column('base_ref', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('reviewer', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('notes', sa.Text(), nullable=True),
-    sa.Column('decided_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_at', immunity.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('branch', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('commit', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('flow_run_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['pattern_id'], ['errorpattern.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['signature_id'], ['signature.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['test_id'], ['regressiontest.id'], ondelete='SET NULL'),
@@ -83,7 +83,7 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=24), nullable=False),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
-    sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['proposal_id'], ['fixproposal.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )

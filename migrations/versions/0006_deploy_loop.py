@@ -42,9 +42,9 @@ def upgrade() -> None:
     sa.Column('watch', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.Column('flow_run_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('deployed_at', models.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deployed_at', immunity.models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', immunity.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['fix_id'], ['fixproposal.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['rollback_of'], ['deployment.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id')
@@ -72,8 +72,8 @@ def upgrade() -> None:
     sa.Column('promoted_deployment_id', sa.Integer(), nullable=True),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.Column('flow_run_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', immunity.models.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['promoted_deployment_id'], ['deployment.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['signature_id'], ['signature.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id')
@@ -89,7 +89,7 @@ def upgrade() -> None:
     sa.Column('round', sa.Integer(), nullable=False),
     sa.Column('passed', sa.Integer(), nullable=False),
     sa.Column('failed', sa.Integer(), nullable=False),
-    sa.Column('recorded_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', immunity.models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['experiment_id'], ['experiment.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
@@ -43,6 +44,12 @@ def _hermetic_environment() -> None:
 
 
 _hermetic_environment()  # before anything imports Prefect
+
+# Property tests: a quick default, and a thorough profile CI may also run
+# (`HYPOTHESIS_PROFILE=thorough`). Tests that pay for each example (HTTP servers) set their own.
+hypothesis_settings.register_profile("default", max_examples=100, deadline=None, database=None)
+hypothesis_settings.register_profile("thorough", max_examples=2000, deadline=None, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REQUIRE_POSTGRES = os.environ.get("IMMUNITY_REQUIRE_POSTGRES") == "1"
 REQUIRE_CHROMIUM = os.environ.get("IMMUNITY_REQUIRE_CHROMIUM") == "1"
@@ -138,3 +145,28 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+# Fixtures that make a test slow, and the markers they imply (see pyproject's marker list).
+_SLOW_FIXTURES = {
+    "prefect_harness": "prefect",
+    "prefect_server": "prefect",
+    "any_prefect_server": "prefect",
+    "chromium": "browser",
+    "postgres_url": "postgres",
+    "clean_postgres_url": "postgres",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by what it starts, so `-m "not slow"` selects the quick part."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("db_url") == "postgres":
+            names.add("postgres_url")
+        markers = {_SLOW_FIXTURES[name] for name in names & _SLOW_FIXTURES.keys()}
+        if markers or item.get_closest_marker("slow"):
+            markers.add("slow")
+        for marker in sorted(markers):
+            item.add_marker(marker)

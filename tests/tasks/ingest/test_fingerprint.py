@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from immunity.models.schemas import Frame, full_frame
@@ -70,14 +70,12 @@ def test_normalize_message_groups_variants_of_one_message() -> None:
     )
 
 
-@settings(max_examples=500, database=None, deadline=None)
 @given(st.text(max_size=200))
 def test_normalize_message_is_idempotent(message: str) -> None:
     once = normalize_message(message)
     assert normalize_message(once) == once
 
 
-@settings(max_examples=200, database=None, deadline=None)
 @given(
     st.lists(
         st.sampled_from(

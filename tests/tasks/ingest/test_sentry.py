@@ -470,7 +470,7 @@ def test_store_bodies_are_one_json_event() -> None:
 
 # --- fuzzing ------------------------------------------------------------------------------------
 
-FUZZ = hsettings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = hsettings(suppress_health_check=list(HealthCheck))  # examples: the profile's
 # The session's Prefect test server (another module's fixture) draws from the global `random` in
 # background threads; Hypothesis would blame these strategies for it and fail them as flaky.
 BACKGROUND_RANDOM = pytest.mark.filterwarnings(

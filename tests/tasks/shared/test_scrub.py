@@ -7,7 +7,7 @@ import random
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from immunity.tasks.shared.scrub import (
@@ -233,14 +233,12 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, database=None, deadline=None)
 @given(json_values)
 def test_scrub_never_raises_and_is_idempotent(value: object) -> None:
     once = scrub(value)
     assert scrub(once) == once
 
 
-@settings(max_examples=300, database=None, deadline=None)
 @given(st.text(max_size=40), st.emails(), st.text(max_size=40))
 def test_no_generated_email_survives(prefix: str, email: str, suffix: str) -> None:
     text = f"{prefix} {email} {suffix}"
@@ -254,7 +252,6 @@ def test_no_generated_email_survives(prefix: str, email: str, suffix: str) -> No
         assert email not in scrub_url(url)
 
 
-@settings(max_examples=300, database=None, deadline=None)
 @given(st.text(max_size=40), cards(), st.text(max_size=40))
 def test_no_luhn_valid_card_survives(prefix: str, card: str, suffix: str) -> None:
     text = f"{prefix} {card} {suffix}"
@@ -268,7 +265,6 @@ def test_no_luhn_valid_card_survives(prefix: str, card: str, suffix: str) -> Non
 url_texts = st.text(alphabet="ab1234567890%@+-&=?#/:.[] _xX", max_size=40)
 
 
-@settings(max_examples=300, database=None, deadline=None)
 @given(st.sampled_from(["http://", "https://"]), url_texts)
 def test_scrubbing_a_url_twice_changes_nothing_more(scheme: str, rest: str) -> None:
     once = scrub(scheme + rest)

@@ -1,8 +1,10 @@
 """`prefect.yaml`, written from the same deployments `serve.py` serves, so the two never drift.
 
-`prefect deploy --all` registers them on a `process` work pool; workers on any machine with a
-checkout of this project (`IMMUNITY_PROJECT_DIR`, resolved by the worker at run time) pull and run
-them. `immunity prefect-yaml` rewrites the file; a test checks the committed one is current.
+`prefect deploy --all` registers them on a `process` work pool. Entrypoints are module paths
+(`immunity.flows.ingest.ingest_file`), so a worker runs them wherever immunity is importable (a
+checkout or the installed wheel), in its `IMMUNITY_PROJECT_DIR` (resolved by the worker at run
+time: the directory whose `.env` and `.immunity/` the runs use). `immunity prefect-yaml` rewrites
+the file; a test checks the committed one is current.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from typing import Any
 import prefect
 import yaml
 
-__all__ = ["PREFECT_YAML", "WORK_POOL", "render_prefect_yaml"]
+__all__ = ["PREFECT_YAML", "WORK_POOL", "module_entrypoint", "render_prefect_yaml"]
 
-PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+_PACKAGE = Path(__file__).resolve().parent.parent
+# A checkout's file sits beside its pyproject.toml; an installed immunity writes to the current
+# directory (a relative path), never into site-packages.
+PREFECT_YAML = (
+    _PACKAGE / "prefect.yaml" if (_PACKAGE / "pyproject.toml").is_file() else Path("prefect.yaml")
+)
 WORK_POOL = "immunity"
 
 _HEADER = """\
@@ -23,17 +30,24 @@ _HEADER = """\
 #
 #   prefect work-pool create immunity --type process
 #   prefect deploy --all
-#   IMMUNITY_PROJECT_DIR=$PWD prefect worker start --pool immunity   # on every worker machine
+#   IMMUNITY_PROJECT_DIR=$PWD prefect worker start --pool immunity   # where immunity is installed
 #
 # See docs/operations.md.
 """
+
+
+def module_entrypoint(entrypoint: str) -> str:
+    """Return the module path (`immunity.flows.x.fn`) of a cwd-relative file entrypoint."""
+    path, name = entrypoint.rsplit(":", 1)
+    relative = (Path.cwd() / path).resolve().relative_to(_PACKAGE).with_suffix("")
+    return ".".join(("immunity", *relative.parts, name))
 
 
 def _deployment(runner: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": runner.name,
         "description": runner.description,
-        "entrypoint": runner.entrypoint,
+        "entrypoint": module_entrypoint(runner.entrypoint),
         "tags": list(runner.tags),
         "work_pool": {"name": WORK_POOL},
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.flows import load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
@@ -28,7 +29,9 @@ def test_the_committed_prefect_yaml_is_current_with_serve() -> None:
     listed = {entry["name"]: entry for entry in document["deployments"]}
     assert set(listed) == set(served)
     for name, entry in listed.items():
-        assert entry["entrypoint"] == served[name].entrypoint
+        # A module path (no file, no colon): an installed immunity deploys and runs it too.
+        assert entry["entrypoint"].startswith("immunity.flows.") and ":" not in entry["entrypoint"]
+        assert load_flow_from_entrypoint(entry["entrypoint"]).name == served[name].flow_name
         assert entry["work_pool"] == {"name": WORK_POOL}
         crons = [schedule["cron"] for schedule in entry.get("schedules", [])]
         assert crons == [s.schedule.cron for s in served[name].schedules]

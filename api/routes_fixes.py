@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from immunity.api.auth import require_token
 from immunity.api.errors import ApiError
+from immunity.models.db import session_scope
 from immunity.models.enums import FixStatus
 from immunity.models.fixes import Approval
 from immunity.models.heal_tables import FixProposal
@@ -35,21 +36,21 @@ def get_fixes(request: Request, status: FixStatus | None = None, limit: int = 50
     """List the newest fix proposals, optionally only those in one status."""
     if not 1 <= limit <= 500:
         raise ApiError(400, "limit must be between 1 and 500")
-    found = list_proposals(
-        request.app.state.engine, statuses=[status] if status else [], limit=limit
-    )
+    with session_scope(request.app.state.engine) as session:
+        found = list_proposals(session=session, statuses=[status] if status else [], limit=limit)
     return JSONResponse({"fixes": [_public(p) for p in found]})
 
 
 @router.get("/{proposal_id}")
 def get_fix(proposal_id: int, request: Request) -> JSONResponse:
     """Return one proposal with its status history (who did what, when)."""
-    engine = request.app.state.engine
-    try:
-        proposal = get_proposal(engine, proposal_id)
-    except ProposalNotFoundError as error:
-        raise ApiError(404, str(error)) from None
-    events = [event.model_dump(mode="json") for event in list_events(engine, proposal_id)]
+    with session_scope(request.app.state.engine) as session:
+        try:
+            proposal = get_proposal(session=session, proposal_id=proposal_id)
+        except ProposalNotFoundError as error:
+            raise ApiError(404, str(error)) from None
+        trail = list_events(session=session, proposal_id=proposal_id)
+    events = [event.model_dump(mode="json") for event in trail]
     return JSONResponse({**_public(proposal), "events": events})
 
 

@@ -54,13 +54,15 @@ def deploy(
 
 def deployments(limit: Annotated[int, typer.Option(help="How many to show.")] = 30) -> None:
     """List the newest deployments: gate, status, what a rollback restored."""
-    from immunity.models.db import get_engine
+    from immunity.models.db import session_scope
     from immunity.tasks.deploy.store import list_deployments
 
     table = Table(title="Deployments", title_justify="left")
     for column in ("id", "target", "env", "ref", "status", "gate", "fix", "rollback of", "detail"):
         table.add_column(column, overflow="fold")
-    for d in list_deployments(get_engine(), limit=limit):
+    with session_scope() as session:
+        found = list_deployments(session=session, limit=limit)
+    for d in found:
         gate = f"{d.gate.get('score', 0):.0f}" if d.gate else "—"
         table.add_row(
             str(d.id),

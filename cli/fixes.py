@@ -94,11 +94,12 @@ def heal(
 
 def pending() -> None:
     """List the proposals awaiting a decision."""
-    from immunity.models.db import get_engine
+    from immunity.models.db import session_scope
     from immunity.models.enums import FixStatus
     from immunity.tasks.heal.store import list_proposals
 
-    found = list_proposals(get_engine(), statuses=[FixStatus.AWAITING_APPROVAL])
+    with session_scope() as session:
+        found = list_proposals(session=session, statuses=[FixStatus.AWAITING_APPROVAL])
     console.print(proposals_table(found, "Awaiting approval"))
 
 
@@ -107,36 +108,35 @@ def list_fixes(
     limit: Annotated[int, typer.Option(help="How many to show.")] = 50,
 ) -> None:
     """List the newest fix proposals."""
-    from immunity.models.db import get_engine
+    from immunity.models.db import session_scope
     from immunity.tasks.heal.store import list_proposals
 
-    found = list_proposals(get_engine(), statuses=[status] if status else [], limit=limit)
+    with session_scope() as session:
+        found = list_proposals(session=session, statuses=[status] if status else [], limit=limit)
     console.print(proposals_table(found, "Fix proposals"))
 
 
 def show(proposal_id: ProposalId) -> None:
     """Show one proposal: what the reviewer sees, and its history."""
-    from sqlmodel import Session
-
-    from immunity.models.db import get_engine
+    from immunity.models.db import session_scope
     from immunity.models.tables import Signature
     from immunity.tasks.heal.report import proposal_markdown
     from immunity.tasks.heal.store import ProposalNotFoundError, get_proposal, list_events
 
-    engine = get_engine()
-    try:
-        proposal = get_proposal(engine, proposal_id)
-    except ProposalNotFoundError as error:
-        errors.print(f"[red]{error}[/]")
-        raise typer.Exit(code=1) from None
-    with Session(engine) as session:
+    with session_scope() as session:
+        try:
+            proposal = get_proposal(session=session, proposal_id=proposal_id)
+        except ProposalNotFoundError as error:
+            errors.print(f"[red]{error}[/]")
+            raise typer.Exit(code=1) from None
         signature = session.get(Signature, proposal.signature_id)
+        trail = list_events(session=session, proposal_id=proposal_id)
     assert signature is not None
     console.print(proposal_markdown(proposal, signature), markup=False, highlight=False)
     history = Table(title="History", title_justify="left")
     for column in ("at", "status", "by", "note"):
         history.add_column(column)
-    for event in list_events(engine, proposal_id):
+    for event in trail:
         history.add_row(
             event.at.isoformat(timespec="seconds"), event.status, event.actor, event.note
         )

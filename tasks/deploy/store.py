@@ -1,11 +1,14 @@
-"""Deployments in the store: open, move, look up; suspect deployments of new signatures."""
+"""Deployments in the store: open, move, look up; suspect deployments of new signatures.
+
+Every function takes the caller's `session` and works inside its transaction: writers flush, the
+caller commits or rolls back (`with session_scope(engine) as session: ...` does both).
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from immunity.models.deploy_tables import Deployment
@@ -37,87 +40,80 @@ class DeploymentNotFoundError(LookupError):
         super().__init__(f"deployment {deployment_id} does not exist")
 
 
-def open_deployment(engine: Engine, **fields: Any) -> Deployment:
-    """Store a new deployment (`pending`) and return it."""
+def open_deployment(*, session: Session, **fields: Any) -> Deployment:
+    """Store a new deployment (`pending`) and return it, its id assigned."""
     deployment = Deployment(**fields)
-    with Session(engine, expire_on_commit=False) as session:
-        session.add(deployment)
-        session.commit()
+    session.add(deployment)
+    session.flush()
     return deployment
 
 
-def update_deployment(engine: Engine, deployment_id: int, **fields: Any) -> Deployment:
+def update_deployment(*, session: Session, deployment_id: int, **fields: Any) -> Deployment:
     """Set fields on a deployment; a final status also sets `finished_at`."""
-    with Session(engine, expire_on_commit=False) as session:
-        deployment = session.get(Deployment, deployment_id)
-        if deployment is None:
-            raise DeploymentNotFoundError(deployment_id)
-        for name, value in fields.items():
-            setattr(deployment, name, value)
-        if fields.get("status") in _FINAL and deployment.finished_at is None:
-            deployment.finished_at = utcnow()
-        session.add(deployment)
-        session.commit()
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is None:
+        raise DeploymentNotFoundError(deployment_id)
+    for name, value in fields.items():
+        setattr(deployment, name, value)
+    if fields.get("status") in _FINAL and deployment.finished_at is None:
+        deployment.finished_at = utcnow()
+    session.add(deployment)
+    session.flush()
     return deployment
 
 
-def get_deployment(engine: Engine, deployment_id: int) -> Deployment:
+def get_deployment(*, session: Session, deployment_id: int) -> Deployment:
     """Return the deployment or raise DeploymentNotFoundError."""
-    with Session(engine) as session:
-        found = session.get(Deployment, deployment_id)
+    found = session.get(Deployment, deployment_id)
     if found is None:
         raise DeploymentNotFoundError(deployment_id)
     return found
 
 
-def list_deployments(engine: Engine, *, limit: int = 50) -> list[Deployment]:
+def list_deployments(*, session: Session, limit: int = 50) -> list[Deployment]:
     """Return the newest deployments first."""
     query = select(Deployment).order_by(col(Deployment.id).desc()).limit(limit)
-    with Session(engine) as session:
-        return list(session.exec(query).all())
+    return list(session.exec(query).all())
 
 
-def last_good_ref(engine: Engine, target: str, *, before_id: int | None = None) -> str | None:
+def last_good_ref(*, session: Session, target: str, before_id: int | None = None) -> str | None:
     """Return the ref of the target's newest promoted deployment (what a rollback restores)."""
     query = select(Deployment.ref).where(
         Deployment.target == target, Deployment.status == DeploymentStatus.SUCCEEDED
     )
     if before_id is not None:
         query = query.where(col(Deployment.id) < before_id)
-    with Session(engine) as session:
-        return session.exec(query.order_by(col(Deployment.id).desc())).first()
+    return session.exec(query.order_by(col(Deployment.id).desc())).first()
 
 
-def link_suspects(engine: Engine, deployment: Deployment, window: timedelta) -> list[int]:
+def link_suspects(*, session: Session, deployment: Deployment, window: timedelta) -> list[int]:
     """Link signatures first seen within `window` after the deployment to it; return their ids."""
     if deployment.deployed_at is None or deployment.id is None:
         return []
     start, end = deployment.deployed_at, deployment.deployed_at + window
-    with Session(engine) as session:
-        found = session.exec(
-            select(Signature).where(
-                col(Signature.first_seen) >= start,
-                col(Signature.first_seen) < end,
-                col(Signature.suspect_deployment_id).is_(None),
-            )
-        ).all()
-        for signature in found:
-            signature.suspect_deployment_id = deployment.id
-            session.add(signature)
-        session.commit()
-        return [s.id for s in found if s.id is not None]
+    found = session.exec(
+        select(Signature).where(
+            col(Signature.first_seen) >= start,
+            col(Signature.first_seen) < end,
+            col(Signature.suspect_deployment_id).is_(None),
+        )
+    ).all()
+    for signature in found:
+        signature.suspect_deployment_id = deployment.id
+        session.add(signature)
+    session.flush()
+    return [s.id for s in found if s.id is not None]
 
 
-def link_recent_suspects(engine: Engine, window: timedelta) -> list[int]:
+def link_recent_suspects(*, session: Session, window: timedelta) -> list[int]:
     """Link new signatures to every deployment that went live within `window`; return them."""
     since = utcnow() - window
-    with Session(engine) as session:
-        recent = session.exec(
-            select(Deployment)
-            .where(col(Deployment.deployed_at) >= since)
-            .order_by(col(Deployment.deployed_at))
-        ).all()
+    recent = session.exec(
+        select(Deployment)
+        .where(col(Deployment.deployed_at) >= since)
+        .order_by(col(Deployment.deployed_at))
+    ).all()
     linked: list[int] = []
     for deployment in recent:  # oldest first: a signature goes to the first deployment after it
-        linked += link_suspects(engine, deployment, window)
+        linked += link_suspects(session=session, deployment=deployment, window=window)
     return linked

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlmodel import Session
 
-from immunity.models.db import get_engine
+from immunity.models.db import get_engine, session_scope
 from immunity.models.deploy_tables import Deployment
 from immunity.models.deploy_targets import TargetOutcome
 from immunity.models.deploys import DeployPlan, GateResult, WatchReport
@@ -102,7 +102,8 @@ def plan_deployment(
     if not plan.ref:
         raise DeployRefusedError("nothing to deploy: give a ref or an applied fix")
     repo = config.repo or settings.repo_path
-    plan.previous_ref = last_good_ref(get_engine(), name)
+    with session_scope() as session:
+        plan.previous_ref = last_good_ref(session=session, target=name)
     if plan.previous_ref is None and repo is not None and config.kind == "local_command":
         from immunity.tasks.deploy.targets.local import current_ref
 
@@ -118,25 +119,27 @@ def plan_deployment(
 @task(name="record-deployment", **DB_TASK_OPTIONS)
 def record_deployment(plan: DeployPlan, flow_run_id: str | None, **fields: object) -> Deployment:
     """Store the deployment as planned (`pending`)."""
-    return open_deployment(
-        get_engine(),
-        target=plan.target,
-        kind=plan.kind,
-        environment=plan.environment,
-        ref=plan.ref,
-        previous_ref=plan.previous_ref,
-        reason=plan.reason,
-        fix_id=plan.fix_id,
-        triggered_by=plan.triggered_by,
-        flow_run_id=flow_run_id,
-        **fields,
-    )
+    with session_scope() as session:
+        return open_deployment(
+            session=session,
+            target=plan.target,
+            kind=plan.kind,
+            environment=plan.environment,
+            ref=plan.ref,
+            previous_ref=plan.previous_ref,
+            reason=plan.reason,
+            fix_id=plan.fix_id,
+            triggered_by=plan.triggered_by,
+            flow_run_id=flow_run_id,
+            **fields,
+        )
 
 
 @task(name="mark-deployment", **DB_TASK_OPTIONS)
 def mark(deployment_id: int, **fields: object) -> Deployment:
     """Move a deployment on (status, evidence, detail)."""
-    return update_deployment(get_engine(), deployment_id, **fields)
+    with session_scope() as session:
+        return update_deployment(session=session, deployment_id=deployment_id, **fields)
 
 
 def _test_name(test_id: int | None) -> str | None:
@@ -150,7 +153,8 @@ def _test_name(test_id: int | None) -> str | None:
 @task(name="read-deployment", **DB_TASK_OPTIONS)
 def read_deployment(deployment_id: int) -> Deployment:
     """Return the deployment as stored now."""
-    return get_deployment(get_engine(), deployment_id)
+    with session_scope() as session:
+        return get_deployment(session=session, deployment_id=deployment_id)
 
 
 @task(name="readiness-gate", **DB_TASK_OPTIONS)
@@ -249,27 +253,30 @@ def revert_fix(plan: DeployPlan, why: str) -> str | None:
             message=f"Revert fix proposal #{plan.fix_id}: rolled back after deployment\n\n{why}",
             author="immunity <immunity@localhost>",
         )
-    transition(get_engine(), plan.fix_id, FixStatus.ROLLED_BACK, note=why[:2_000])
+    with session_scope() as session:
+        transition(
+            session=session, proposal_id=plan.fix_id, target=FixStatus.ROLLED_BACK, note=why[:2_000]
+        )
     return sha
 
 
 @task(name="link-suspect-deployment", **DB_TASK_OPTIONS)
 def link_suspect_signatures(deployment_id: int) -> list[int]:
     """Link the signatures first seen soon after the deployment to it (suspect deployment)."""
-    settings = get_settings()
-    engine = get_engine()
-    with Session(engine) as session:
+    window = timedelta(minutes=get_settings().suspect_window_minutes)
+    with session_scope() as session:
         deployment = session.get(Deployment, deployment_id)
-    if deployment is None:
-        return []
-    return link_suspects(engine, deployment, timedelta(minutes=settings.suspect_window_minutes))
+        if deployment is None:
+            return []
+        return link_suspects(session=session, deployment=deployment, window=window)
 
 
 @task(name="link-recent-suspect-deployments", **DB_TASK_OPTIONS)
 def link_recent_suspect_deployments() -> list[int]:
     """Link the signatures first seen soon after any recent deployment (the health loop's sweep)."""
     window = timedelta(minutes=get_settings().suspect_window_minutes)
-    return link_recent_suspects(get_engine(), window)
+    with session_scope() as session:
+        return link_recent_suspects(session=session, window=window)
 
 
 @task(name="publish-deployment", **DB_TASK_OPTIONS)

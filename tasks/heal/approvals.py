@@ -14,6 +14,7 @@ from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import Engine
 
+from immunity.models.db import session_scope
 from immunity.models.enums import FixStatus
 from immunity.models.fixes import Approval
 from immunity.models.heal_tables import FixProposal
@@ -30,7 +31,8 @@ class DecisionConflictError(RuntimeError):
 
 def submit_decision(engine: Engine, proposal_id: int, approval: Approval) -> FixProposal:
     """Resume the flow run waiting on the proposal with the reviewer's decision."""
-    proposal = get_proposal(engine, proposal_id)
+    with session_scope(engine) as session:
+        proposal = get_proposal(session=session, proposal_id=proposal_id)
     if proposal.status != FixStatus.AWAITING_APPROVAL:
         raise DecisionConflictError(
             f"fix proposal {proposal_id} is {proposal.status}: there is nothing to decide"
@@ -71,7 +73,8 @@ def wait_for_decision(engine: Engine, proposal_id: int, *, timeout_s: float) -> 
     """Return the proposal once its flow has recorded a decision, or as it is after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
-        proposal = get_proposal(engine, proposal_id)
+        with session_scope(engine) as session:
+            proposal = get_proposal(session=session, proposal_id=proposal_id)
         if proposal.status != FixStatus.AWAITING_APPROVAL or time.monotonic() >= deadline:
             return proposal
         time.sleep(0.5)

@@ -1,4 +1,8 @@
-"""Fix proposals in the store: creation, status changes with their audit trail, look-ups."""
+"""Fix proposals in the store: creation, status changes with their audit trail, look-ups.
+
+Every function takes the caller's `session` and works inside its transaction: writers flush, the
+caller commits or rolls back (`with session_scope(engine) as session: ...` does both).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from immunity.models.enums import FixStatus, RiskLevel
@@ -63,8 +66,8 @@ class InvalidTransitionError(ValueError):
 
 
 def record_candidate(
-    engine: Engine,
     *,
+    session: Session,
     signature_id: int,
     test_id: int | None,
     candidate: Candidate,
@@ -101,82 +104,76 @@ def record_candidate(
         base_ref=base_ref,
         flow_run_id=flow_run_id,
     )
-    with Session(engine, expire_on_commit=False) as session:
-        session.add(proposal)
-        session.flush()
-        assert proposal.id is not None
-        note = "; ".join(problems) if problems else verification.detail
-        session.add(FixEvent(proposal_id=proposal.id, status=status, actor=SYSTEM, note=note))
-        session.commit()
+    session.add(proposal)
+    session.flush()
+    assert proposal.id is not None
+    note = "; ".join(problems) if problems else verification.detail
+    session.add(FixEvent(proposal_id=proposal.id, status=status, actor=SYSTEM, note=note))
+    session.flush()
     return proposal
 
 
 def transition(
-    engine: Engine,
+    *,
+    session: Session,
     proposal_id: int,
     target: FixStatus,
-    *,
     actor: str = SYSTEM,
     note: str = "",
     **fields: Any,
 ) -> FixProposal:
     """Move a proposal to `target`, set `fields` on it and log who did it and when."""
-    with Session(engine, expire_on_commit=False) as session:
-        query = select(FixProposal).where(FixProposal.id == proposal_id).with_for_update()
-        proposal = session.exec(query).first()
-        if proposal is None:
-            raise ProposalNotFoundError(proposal_id)
-        if target not in _MOVES.get(FixStatus(proposal.status), set()):
-            raise InvalidTransitionError(proposal, target)
-        proposal.status = target
-        proposal.updated_at = utcnow()
-        for name, value in fields.items():
-            setattr(proposal, name, value)
-        session.add(proposal)
-        session.add(FixEvent(proposal_id=proposal_id, status=target, actor=actor, note=note))
-        session.commit()
+    query = select(FixProposal).where(FixProposal.id == proposal_id).with_for_update()
+    proposal = session.exec(query).first()
+    if proposal is None:
+        raise ProposalNotFoundError(proposal_id)
+    if target not in _MOVES.get(FixStatus(proposal.status), set()):
+        raise InvalidTransitionError(proposal, target)
+    proposal.status = target
+    proposal.updated_at = utcnow()
+    for name, value in fields.items():
+        setattr(proposal, name, value)
+    session.add(proposal)
+    session.add(FixEvent(proposal_id=proposal_id, status=target, actor=actor, note=note))
+    session.flush()
     return proposal
 
 
-def get_proposal(engine: Engine, proposal_id: int) -> FixProposal:
+def get_proposal(*, session: Session, proposal_id: int) -> FixProposal:
     """Return the proposal or raise ProposalNotFoundError."""
-    with Session(engine) as session:
-        proposal = session.get(FixProposal, proposal_id)
+    proposal = session.get(FixProposal, proposal_id)
     if proposal is None:
         raise ProposalNotFoundError(proposal_id)
     return proposal
 
 
 def list_proposals(
-    engine: Engine, *, statuses: Sequence[str] = (), limit: int = 50
+    *, session: Session, statuses: Sequence[str] = (), limit: int = 50
 ) -> list[FixProposal]:
     """Return the newest proposals, optionally only those in `statuses`."""
     query = select(FixProposal).order_by(col(FixProposal.id).desc()).limit(limit)
     if statuses:
         query = query.where(col(FixProposal.status).in_(list(statuses)))
-    with Session(engine) as session:
-        return list(session.exec(query).all())
+    return list(session.exec(query).all())
 
 
-def list_events(engine: Engine, proposal_id: int) -> list[FixEvent]:
+def list_events(*, session: Session, proposal_id: int) -> list[FixEvent]:
     """Return a proposal's status changes, oldest first."""
     query = select(FixEvent).where(FixEvent.proposal_id == proposal_id).order_by(col(FixEvent.id))
-    with Session(engine) as session:
-        return list(session.exec(query).all())
+    return list(session.exec(query).all())
 
 
-def proposal_for_run(engine: Engine, flow_run_id: str) -> FixProposal | None:
+def proposal_for_run(*, session: Session, flow_run_id: str) -> FixProposal | None:
     """Return the proposal a flow run put up for approval (a suspended run re-runs from the top)."""
     query = select(FixProposal).where(
         FixProposal.flow_run_id == flow_run_id,
         col(FixProposal.status).not_in([FixStatus.PROPOSED, FixStatus.REFUSED]),
     )
-    with Session(engine) as session:
-        return session.exec(query.order_by(col(FixProposal.id).desc())).first()
+    return session.exec(query.order_by(col(FixProposal.id).desc())).first()
 
 
 def recently_proposed(
-    engine: Engine, signature_ids: Sequence[int], cooldown: timedelta
+    *, session: Session, signature_ids: Sequence[int], cooldown: timedelta
 ) -> set[int]:
     """Return the signatures that have an open proposal, or one turned down within `cooldown`."""
     if not signature_ids:
@@ -188,5 +185,4 @@ def recently_proposed(
         col(FixProposal.status).in_(list(OPEN_STATUSES))
         | (col(FixProposal.status).in_(declined) & (col(FixProposal.updated_at) >= since)),
     )
-    with Session(engine) as session:
-        return set(session.exec(query).all())
+    return set(session.exec(query).all())

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlmodel import Session
 
-from immunity.models.db import get_engine
+from immunity.models.db import get_engine, session_scope
 from immunity.models.enums import FixStatus, FixStrategy
 from immunity.models.fixes import (
     Approval,
@@ -62,6 +62,18 @@ log = logging.getLogger(__name__)
 
 # Large inputs (contexts, diffs): hashing them for a cache key would be waste.
 _NO_CACHE = {"cache_policy": NO_CACHE}
+
+
+def _read(proposal_id: int) -> FixProposal:
+    """Return the proposal as stored now."""
+    with session_scope() as session:
+        return get_proposal(session=session, proposal_id=proposal_id)
+
+
+def _move(proposal_id: int, target: FixStatus, **fields: object) -> FixProposal:
+    """Return the proposal moved to `target`, committed in a transaction of its own."""
+    with session_scope() as session:
+        return transition(session=session, proposal_id=proposal_id, target=target, **fields)
 
 
 def _suspect_deployment(signature_id: int) -> Deployment | None:
@@ -156,25 +168,27 @@ def validate_and_record(
     )
     # Valid: the diff is acceptable and, where it could be tried, it turns the test green.
     valid = check.ok and (verification.fixed or not verification.ran)
-    return record_candidate(
-        engine,
-        signature_id=signature_id,
-        test_id=test_id,
-        candidate=candidate,
-        check=check,
-        verification=verification,
-        risk=risk,
-        risk_reasons=reasons,
-        base_ref=base_ref,
-        valid=valid,
-        flow_run_id=flow_run_id,
-    )
+    with session_scope(engine) as session:
+        return record_candidate(
+            session=session,
+            signature_id=signature_id,
+            test_id=test_id,
+            candidate=candidate,
+            check=check,
+            verification=verification,
+            risk=risk,
+            risk_reasons=reasons,
+            base_ref=base_ref,
+            valid=valid,
+            flow_run_id=flow_run_id,
+        )
 
 
 @task(name="pending-proposal-of-run", **DB_TASK_OPTIONS)
 def pending_for_run(flow_run_id: str) -> FixProposal | None:
     """Return the proposal this flow run already put up and still awaits a decision on."""
-    proposal = proposal_for_run(get_engine(), flow_run_id)
+    with session_scope() as session:
+        proposal = proposal_for_run(session=session, flow_run_id=flow_run_id)
     if proposal is None or proposal.status != FixStatus.AWAITING_APPROVAL:
         return None
     return proposal
@@ -185,11 +199,9 @@ def publish_proposal(proposal_id: int, already_published: bool = False) -> str:
     """Mark the proposal as awaiting approval and return its markdown (also an artifact)."""
     engine = get_engine()
     if already_published:
-        proposal = get_proposal(engine, proposal_id)
+        proposal = _read(proposal_id)
     else:
-        proposal = transition(
-            engine, proposal_id, FixStatus.AWAITING_APPROVAL, note="shown for approval"
-        )
+        proposal = _move(proposal_id, FixStatus.AWAITING_APPROVAL, note="shown for approval")
     with Session(engine) as session:
         signature = session.get(Signature, proposal.signature_id)
     assert signature is not None
@@ -205,14 +217,10 @@ def publish_proposal(proposal_id: int, already_published: bool = False) -> str:
 @task(name="record-decision", **DB_TASK_OPTIONS)
 def decide(proposal_id: int, approval: Approval | None) -> FixProposal:
     """Record the reviewer's decision, or the approval's expiry when `approval` is None."""
-    engine = get_engine()
     if approval is None:
-        return transition(
-            engine, proposal_id, FixStatus.EXPIRED, note="nobody decided before the timeout"
-        )
+        return _move(proposal_id, FixStatus.EXPIRED, note="nobody decided before the timeout")
     status = FixStatus.APPROVED if approval.approved else FixStatus.REJECTED
-    return transition(
-        engine,
+    return _move(
         proposal_id,
         status,
         actor=approval.reviewer,
@@ -228,7 +236,7 @@ def apply_approved_fix(proposal_id: int) -> FixProposal:
     """Commit an approved diff on a new branch `immunity/fix-<id>`; a failure is recorded."""
     settings = get_settings()
     engine = get_engine()
-    proposal = get_proposal(engine, proposal_id)
+    proposal = _read(proposal_id)
     if proposal.status != FixStatus.APPROVED or not proposal.reviewer:
         raise PermissionError(f"fix proposal {proposal_id} has no recorded approval")
     repo = settings.repo_path
@@ -252,9 +260,8 @@ def apply_approved_fix(proposal_id: int) -> FixProposal:
             author="immunity <immunity@localhost>",
         )
     except GitError as error:
-        return transition(engine, proposal_id, FixStatus.FAILED, note=f"apply failed: {error}")
-    return transition(
-        engine,
+        return _move(proposal_id, FixStatus.FAILED, note=f"apply failed: {error}")
+    return _move(
         proposal_id,
         FixStatus.APPLIED,
         note=f"committed {commit[:12]} on {branch}",
@@ -268,24 +275,24 @@ def verify_applied_fix(proposal_id: int) -> FixProposal:
     """Run the regression test against the committed fix: `verified` when it passes."""
     settings = get_settings()
     engine = get_engine()
-    proposal = get_proposal(engine, proposal_id)
+    proposal = _read(proposal_id)
     test = signature_test(engine, proposal.signature_id)
     repo = settings.repo_path
     if test is None or repo is None or proposal.commit is None or not settings.target_command:
         return proposal  # stays `applied`: nothing here can run the test
     outcome = verify_commit(repo, proposal.commit, test, settings)
     if outcome.status == "passed":
-        return transition(
-            engine, proposal_id, FixStatus.VERIFIED, note=f"{test.name} passed on {proposal.branch}"
+        return _move(
+            proposal_id, FixStatus.VERIFIED, note=f"{test.name} passed on {proposal.branch}"
         )
     note = f"{test.name} {outcome.status} on {proposal.branch}: {outcome.error or ''}".strip()
-    return transition(engine, proposal_id, FixStatus.FAILED, note=note)
+    return _move(proposal_id, FixStatus.FAILED, note=note)
 
 
 @task(name="read-fix-proposal", **DB_TASK_OPTIONS)
 def refreshed(proposal_id: int) -> FixProposal:
     """Return the proposal as stored now."""
-    return get_proposal(get_engine(), proposal_id)
+    return _read(proposal_id)
 
 
 @task(name="learn-from-fix", **DB_TASK_OPTIONS)

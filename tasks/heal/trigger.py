@@ -51,7 +51,9 @@ def start_heal_runs(failed_test_ids: list[int]) -> list[int]:
     engine = get_engine()
     logger = get_run_logger()
     due = failing_signatures(engine, failed_test_ids, settings.heal_after_failures)
-    blocked = recently_proposed(engine, due, timedelta(hours=settings.heal_cooldown_hours))
+    cooldown = timedelta(hours=settings.heal_cooldown_hours)
+    with Session(engine) as session:
+        blocked = recently_proposed(session=session, signature_ids=due, cooldown=cooldown)
     started: list[int] = []
     for signature_id in (sid for sid in due if sid not in blocked):
         try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from immunity.models.db import session_scope
 from immunity.models.deploy_tables import Deployment
 from immunity.models.enums import DeploymentStatus
 from immunity.models.tables import Signature
@@ -14,6 +16,7 @@ from immunity.tasks.deploy.store import (
     last_good_ref,
     link_recent_suspects,
     link_suspects,
+    list_deployments,
     open_deployment,
     update_deployment,
 )
@@ -24,11 +27,41 @@ WINDOW = timedelta(minutes=30)
 
 
 def _deployment(engine: Engine, target: str, ref: str, status: DeploymentStatus) -> Deployment:
-    opened = open_deployment(
-        engine, target=target, kind="local_command", environment="production", ref=ref
-    )
-    assert opened.id is not None
-    return update_deployment(engine, opened.id, status=status, deployed_at=DEPLOYED)
+    with session_scope(engine) as session:
+        opened = open_deployment(
+            session=session, target=target, kind="local_command", environment="production", ref=ref
+        )
+        assert opened.id is not None
+        return update_deployment(
+            session=session, deployment_id=opened.id, status=status, deployed_at=DEPLOYED
+        )
+
+
+def _open(engine: Engine, ref: str) -> Deployment:
+    with session_scope(engine) as session:
+        return open_deployment(
+            session=session, target="prod", kind="local_command", environment="production", ref=ref
+        )
+
+
+def _update(engine: Engine, deployment_id: int, **fields: Any) -> Deployment:
+    with session_scope(engine) as session:
+        return update_deployment(session=session, deployment_id=deployment_id, **fields)
+
+
+def _last_good_ref(engine: Engine, target: str, before_id: int | None = None) -> str | None:
+    with session_scope(engine) as session:
+        return last_good_ref(session=session, target=target, before_id=before_id)
+
+
+def _link(engine: Engine, deployment: Deployment) -> list[int]:
+    with session_scope(engine) as session:
+        return link_suspects(session=session, deployment=deployment, window=WINDOW)
+
+
+def _sweep(engine: Engine) -> list[int]:
+    with session_scope(engine) as session:
+        return link_recent_suspects(session=session, window=WINDOW)
 
 
 def _suspects(engine: Engine) -> dict[str, int | None]:
@@ -40,7 +73,7 @@ def _suspects(engine: Engine) -> dict[str, int | None]:
 
 
 def test_the_last_good_ref_is_the_targets_newest_promoted_deployment(engine: Engine) -> None:
-    assert last_good_ref(engine, "prod") is None  # a target never deployed restores nothing
+    assert _last_good_ref(engine, "prod") is None  # a target never deployed restores nothing
 
     first = _deployment(engine, "prod", "aaa111", DeploymentStatus.SUCCEEDED)
     second = _deployment(engine, "prod", "bbb222", DeploymentStatus.SUCCEEDED)
@@ -50,13 +83,13 @@ def test_the_last_good_ref_is_the_targets_newest_promoted_deployment(engine: Eng
     _deployment(engine, "prod", "fff666", DeploymentStatus.WATCHING)
     _deployment(engine, "staging", "999999", DeploymentStatus.SUCCEEDED)  # another target
 
-    assert last_good_ref(engine, "prod") == "bbb222"
-    assert last_good_ref(engine, "staging") == "999999"
+    assert _last_good_ref(engine, "prod") == "bbb222"
+    assert _last_good_ref(engine, "staging") == "999999"
     # Before a deployment: what was promoted before that one.
     assert second.id is not None and first.id is not None
-    assert last_good_ref(engine, "prod", before_id=second.id) == "aaa111"
-    assert last_good_ref(engine, "prod", before_id=first.id) is None
-    assert last_good_ref(engine, "canary") is None
+    assert _last_good_ref(engine, "prod", before_id=second.id) == "aaa111"
+    assert _last_good_ref(engine, "prod", before_id=first.id) is None
+    assert _last_good_ref(engine, "canary") is None
 
 
 # link_suspects ----------------------------------------------------------------------------------
@@ -86,7 +119,7 @@ def test_signatures_first_seen_within_the_window_after_a_deployment_are_its_susp
         session.commit()
     deployment = _deployment(engine, "prod", "bbb222", DeploymentStatus.SUCCEEDED)
 
-    linked = link_suspects(engine, deployment, WINDOW)
+    linked = _link(engine, deployment)
 
     suspects = _suspects(engine)
     assert suspects == {
@@ -102,33 +135,27 @@ def test_signatures_first_seen_within_the_window_after_a_deployment_are_its_susp
         ).all()
     assert sorted(linked) == sorted(ids) and len(linked) == 2
     # Linking again finds nothing new.
-    assert link_suspects(engine, deployment, WINDOW) == []
+    assert _link(engine, deployment) == []
 
 
 def test_a_deployment_that_never_went_live_has_no_suspects(engine: Engine) -> None:
     ingest(engine, [failure(DEPLOYED + timedelta(minutes=1), kind="NewError")])
-    opened = open_deployment(
-        engine, target="prod", kind="local_command", environment="production", ref="aaa111"
-    )
+    opened = _open(engine, "aaa111")
     assert opened.id is not None
-    refused = update_deployment(engine, opened.id, status=DeploymentStatus.REFUSED)
+    refused = _update(engine, opened.id, status=DeploymentStatus.REFUSED)
     assert refused.deployed_at is None
-    assert link_suspects(engine, refused, WINDOW) == []
+    assert _link(engine, refused) == []
     assert _suspects(engine) == {"NewError": None}
 
 
 def test_the_sweep_links_new_signatures_to_recent_deployments_only(engine: Engine) -> None:
     now = datetime.now(UTC)
-    live = open_deployment(
-        engine, target="prod", kind="local_command", environment="production", ref="new111"
-    )
-    old = open_deployment(
-        engine, target="prod", kind="local_command", environment="production", ref="old000"
-    )
+    live = _open(engine, "new111")
+    old = _open(engine, "old000")
     assert live.id is not None and old.id is not None
-    update_deployment(engine, live.id, status=DeploymentStatus.SUCCEEDED, deployed_at=now)
+    _update(engine, live.id, status=DeploymentStatus.SUCCEEDED, deployed_at=now)
     long_ago = now - timedelta(hours=5)
-    update_deployment(engine, old.id, status=DeploymentStatus.SUCCEEDED, deployed_at=long_ago)
+    _update(engine, old.id, status=DeploymentStatus.SUCCEEDED, deployed_at=long_ago)
     ingest(
         engine,
         [
@@ -137,9 +164,22 @@ def test_the_sweep_links_new_signatures_to_recent_deployments_only(engine: Engin
         ],
     )
 
-    linked = link_recent_suspects(engine, WINDOW)
+    linked = _sweep(engine)
 
     # The old deployment is outside the window: its signature is left for someone to look at.
     assert _suspects(engine) == {"SinceTheDeployError": live.id, "LongAgoError": None}
     assert len(linked) == 1
-    assert link_recent_suspects(engine, WINDOW) == []
+    assert _sweep(engine) == []
+
+
+def test_a_deployment_is_the_callers_to_commit_or_roll_back(engine: Engine) -> None:
+    with Session(engine) as session:
+        opened = open_deployment(
+            session=session, target="prod", kind="local_command", environment="production", ref="a1"
+        )
+        assert opened.id is not None  # flushed: its id is known inside the transaction
+        assert [d.id for d in list_deployments(session=session)] == [opened.id]
+        session.rollback()
+
+    with Session(engine) as session:
+        assert list_deployments(session=session) == []

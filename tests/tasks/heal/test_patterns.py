@@ -21,7 +21,12 @@ from immunity.tasks.heal.patterns import (
     pattern_matches,
 )
 from immunity.tasks.heal.store import get_proposal
-from tests.tasks.heal.test_store import DIFF, stored_proposal, stored_signature
+from tests.tasks.heal.test_store import (
+    DIFF,
+    in_transaction,
+    stored_proposal,
+    stored_signature,
+)
 
 RULE_FIX = Candidate(strategy=FixStrategy.RULE, diff=DIFF, fix_rule="key_default")
 AI_FIX = Candidate(
@@ -107,7 +112,7 @@ def test_a_verified_rule_fix_creates_its_pattern_then_strengthens_it(engine: Eng
     )
     assert pattern.fix_template is None
     assert (pattern.successes, pattern.failures, pattern.confidence) == (1, 0, 0.6667)
-    assert get_proposal(engine, first.id or 0).pattern_id == pattern.id
+    assert in_transaction(engine, get_proposal, proposal_id=first.id or 0).pattern_id == pattern.id
 
     # Another signature of the type, fixed by the same rule: the same pattern, stronger.
     other = stored_signature(engine, message="'email'")
@@ -115,7 +120,7 @@ def test_a_verified_rule_fix_creates_its_pattern_then_strengthens_it(engine: Eng
     learn_from(engine, second.id or 0, success=True)
     [pattern] = _patterns(engine)
     assert (pattern.successes, pattern.failures, pattern.confidence) == (2, 0, 0.75)
-    assert get_proposal(engine, second.id or 0).pattern_id == pattern.id
+    assert in_transaction(engine, get_proposal, proposal_id=second.id or 0).pattern_id == pattern.id
     assert pattern_matches(pattern, "KeyError", "'whatever'")  # a rule covers every message
 
 
@@ -130,7 +135,9 @@ def test_a_failure_weakens_the_pattern(engine: Engine) -> None:
     assert weakened is not None
     [pattern] = _patterns(engine)
     assert (pattern.successes, pattern.failures, pattern.confidence) == (1, 1, 0.5)
-    assert get_proposal(engine, rejected.id or 0).pattern_id == pattern.id
+    assert (
+        in_transaction(engine, get_proposal, proposal_id=rejected.id or 0).pattern_id == pattern.id
+    )
 
 
 def test_a_proposal_made_from_a_pattern_updates_that_pattern(engine: Engine) -> None:
@@ -157,7 +164,7 @@ def test_a_rejection_with_no_pattern_creates_none(engine: Engine) -> None:
     )
     assert learn_from(engine, rejected.id or 0, success=False) is None
     assert _patterns(engine) == []
-    assert get_proposal(engine, rejected.id or 0).pattern_id is None
+    assert in_transaction(engine, get_proposal, proposal_id=rejected.id or 0).pattern_id is None
 
 
 @pytest.mark.parametrize("success", [True, False])

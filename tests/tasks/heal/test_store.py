@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from immunity.models.db import session_scope
 from immunity.models.enums import ExecutionStatus, FixStatus, FixStrategy, RiskLevel
 from immunity.models.fixes import Candidate, DiffCheck, Verification
 from immunity.models.heal_tables import FixProposal
@@ -102,23 +104,30 @@ def stored_proposal(
     candidate = candidate or Candidate(
         strategy=FixStrategy.RULE, diff=DIFF, fix_rule="key_default", confidence=0.8
     )
-    proposal = record_candidate(
-        engine,
-        signature_id=signature_id,
-        test_id=None,
-        candidate=candidate,
-        check=check or DiffCheck(files=["app/service.py"], added=1, removed=1),
-        verification=verification,
-        risk=RiskLevel.LOW,
-        risk_reasons=["one line"],
-        base_ref="a" * 40,
-        valid=status != FixStatus.REFUSED,
-        flow_run_id=flow_run_id,
-    )
-    assert proposal.id is not None
-    for step in PATHS.get(status, ()):
-        proposal = transition(engine, proposal.id, step)
+    with session_scope(engine) as session:
+        proposal = record_candidate(
+            session=session,
+            signature_id=signature_id,
+            test_id=None,
+            candidate=candidate,
+            check=check or DiffCheck(files=["app/service.py"], added=1, removed=1),
+            verification=verification,
+            risk=RiskLevel.LOW,
+            risk_reasons=["one line"],
+            base_ref="a" * 40,
+            valid=status != FixStatus.REFUSED,
+            flow_run_id=flow_run_id,
+        )
+        assert proposal.id is not None
+        for step in PATHS.get(status, ()):
+            proposal = transition(session=session, proposal_id=proposal.id, target=step)
     return proposal
+
+
+def in_transaction(engine: Engine, store_function: Any, **arguments: Any) -> Any:
+    """Call a store function as its callers do: in a transaction of its own, committed."""
+    with session_scope(engine) as session:
+        return store_function(session=session, **arguments)
 
 
 def _regression_test(engine: Engine, signature_id: int) -> int:
@@ -142,8 +151,9 @@ def test_a_valid_candidate_is_proposed_with_what_validation_applied(engine: Engi
         model="gpt-test",
     )
     check = DiffCheck(files=["app/service.py"], added=1, removed=1, applied_diff=DIFF)
-    proposal = record_candidate(
+    proposal = in_transaction(
         engine,
+        record_candidate,
         signature_id=signature_id,
         test_id=test_id,
         candidate=candidate,
@@ -156,7 +166,7 @@ def test_a_valid_candidate_is_proposed_with_what_validation_applied(engine: Engi
         flow_run_id="run-1",
     )
 
-    stored = get_proposal(engine, proposal.id or 0)
+    stored = in_transaction(engine, get_proposal, proposal_id=proposal.id or 0)
     assert stored.status == FixStatus.PROPOSED
     assert stored.diff == DIFF  # what git applied, not what the model wrote
     assert (stored.signature_id, stored.test_id) == (signature_id, test_id)
@@ -166,7 +176,7 @@ def test_a_valid_candidate_is_proposed_with_what_validation_applied(engine: Engi
     assert stored.files_touched == ["app/service.py"] and stored.problems == []
     assert stored.verification["before"] == "failed" and stored.verification["after"] == "passed"
     assert (stored.base_ref, stored.flow_run_id) == ("b" * 40, "run-1")
-    [event] = list_events(engine, stored.id or 0)
+    [event] = in_transaction(engine, list_events, proposal_id=stored.id or 0)
     assert (event.status, event.actor, event.note) == ("proposed", "immunity", FIXED.detail)
 
 
@@ -181,11 +191,11 @@ def test_an_invalid_candidate_is_refused_with_its_problems(engine: Engine) -> No
         verification=Verification(detail="not run: the diff was refused"),
     )
 
-    stored = get_proposal(engine, proposal.id or 0)
+    stored = in_transaction(engine, get_proposal, proposal_id=proposal.id or 0)
     assert stored.status == FixStatus.REFUSED
     assert stored.problems == ["touches .github/workflows/ci.yml", "too big"]
     assert stored.diff == DIFF  # nothing applied: the candidate's own diff is kept
-    [event] = list_events(engine, stored.id or 0)
+    [event] = in_transaction(engine, list_events, proposal_id=stored.id or 0)
     assert event.status == "refused" and event.actor == "immunity"
     assert event.note == "touches .github/workflows/ci.yml; too big"
 
@@ -197,24 +207,31 @@ def test_a_candidate_refused_for_its_verification_says_so(engine: Engine) -> Non
     )
     proposal = stored_proposal(engine, signature_id, FixStatus.REFUSED, verification=failed)
 
-    stored = get_proposal(engine, proposal.id or 0)
+    stored = in_transaction(engine, get_proposal, proposal_id=proposal.id or 0)
     assert stored.status == FixStatus.REFUSED
     assert stored.problems == ["verification: t: failed before, failed after"]
-    [event] = list_events(engine, stored.id or 0)
+    [event] = in_transaction(engine, list_events, proposal_id=stored.id or 0)
     assert event.note == "verification: t: failed before, failed after"
 
 
 def test_a_proposal_moves_through_approval_and_keeps_an_ordered_trail(engine: Engine) -> None:
     proposal = stored_proposal(engine, stored_signature(engine))
     pid = proposal.id or 0
-    created = get_proposal(engine, pid).updated_at
+    created = in_transaction(engine, get_proposal, proposal_id=pid).updated_at
     decided = utcnow()
 
-    transition(engine, pid, FixStatus.AWAITING_APPROVAL, note="waiting for a reviewer")
-    approved = transition(
+    in_transaction(
         engine,
-        pid,
-        FixStatus.APPROVED,
+        transition,
+        proposal_id=pid,
+        target=FixStatus.AWAITING_APPROVAL,
+        note="waiting for a reviewer",
+    )
+    approved = in_transaction(
+        engine,
+        transition,
+        proposal_id=pid,
+        target=FixStatus.APPROVED,
         actor="alice",
         note="looks right",
         reviewer="alice",
@@ -222,15 +239,28 @@ def test_a_proposal_moves_through_approval_and_keeps_an_ordered_trail(engine: En
         decided_at=decided,
     )
     assert approved.status == FixStatus.APPROVED and approved.reviewer == "alice"
-    transition(engine, pid, FixStatus.APPLIED, branch="immunity/fix-1", commit="c" * 40)
-    transition(engine, pid, FixStatus.VERIFIED, note="passes on the fix commit")
+    in_transaction(
+        engine,
+        transition,
+        proposal_id=pid,
+        target=FixStatus.APPLIED,
+        branch="immunity/fix-1",
+        commit="c" * 40,
+    )
+    in_transaction(
+        engine,
+        transition,
+        proposal_id=pid,
+        target=FixStatus.VERIFIED,
+        note="passes on the fix commit",
+    )
 
-    stored = get_proposal(engine, pid)
+    stored = in_transaction(engine, get_proposal, proposal_id=pid)
     assert stored.status == FixStatus.VERIFIED
     assert (stored.reviewer, stored.notes, stored.decided_at) == ("alice", "looks right", decided)
     assert (stored.branch, stored.commit) == ("immunity/fix-1", "c" * 40)
     assert stored.updated_at > created
-    trail = list_events(engine, pid)
+    trail = in_transaction(engine, list_events, proposal_id=pid)
     assert [(e.status, e.actor, e.note) for e in trail] == [
         ("proposed", "immunity", FIXED.detail),
         ("awaiting_approval", "immunity", "waiting for a reviewer"),
@@ -263,33 +293,35 @@ def test_a_move_off_the_allowed_paths_is_refused_and_changes_nothing(
 ) -> None:
     proposal = stored_proposal(engine, stored_signature(engine), start)
     pid = proposal.id or 0
-    before = get_proposal(engine, pid)
-    trail = list_events(engine, pid)
+    before = in_transaction(engine, get_proposal, proposal_id=pid)
+    trail = in_transaction(engine, list_events, proposal_id=pid)
 
     with pytest.raises(InvalidTransitionError, match=f"is {start}; it cannot become {target}"):
-        transition(engine, pid, target, actor="mallory", reviewer="mallory")
+        in_transaction(
+            engine, transition, proposal_id=pid, target=target, actor="mallory", reviewer="mallory"
+        )
 
-    after = get_proposal(engine, pid)
+    after = in_transaction(engine, get_proposal, proposal_id=pid)
     assert after.status == start and after.reviewer is None
     assert after.updated_at == before.updated_at
-    assert len(list_events(engine, pid)) == len(trail)
+    assert len(in_transaction(engine, list_events, proposal_id=pid)) == len(trail)
 
 
 def test_the_refusal_names_the_proposal_and_its_status(engine: Engine) -> None:
     proposal = stored_proposal(engine, stored_signature(engine), FixStatus.REFUSED)
     with pytest.raises(InvalidTransitionError) as refused:
-        transition(engine, proposal.id or 0, FixStatus.APPROVED)
+        in_transaction(engine, transition, proposal_id=proposal.id or 0, target=FixStatus.APPROVED)
     assert refused.value.proposal_id == proposal.id
     assert refused.value.status == "refused"
 
 
 def test_an_unknown_proposal_is_not_found(engine: Engine) -> None:
     with pytest.raises(ProposalNotFoundError, match="fix proposal 999 does not exist") as missing:
-        transition(engine, 999, FixStatus.AWAITING_APPROVAL)
+        in_transaction(engine, transition, proposal_id=999, target=FixStatus.AWAITING_APPROVAL)
     assert missing.value.proposal_id == 999
     with pytest.raises(ProposalNotFoundError):
-        get_proposal(engine, 999)
-    assert list_events(engine, 999) == []
+        in_transaction(engine, get_proposal, proposal_id=999)
+    assert in_transaction(engine, list_events, proposal_id=999) == []
 
 
 def test_list_proposals_is_newest_first_filtered_and_limited(engine: Engine) -> None:
@@ -303,13 +335,13 @@ def test_list_proposals_is_newest_first_filtered_and_limited(engine: Engine) -> 
     ]
     ids = [stored_proposal(engine, signature_id, status).id for status in statuses]
 
-    assert [p.id for p in list_proposals(engine)] == ids[::-1]
-    assert [p.id for p in list_proposals(engine, limit=2)] == [ids[4], ids[3]]
-    waiting = list_proposals(engine, statuses=[FixStatus.AWAITING_APPROVAL])
+    assert [p.id for p in in_transaction(engine, list_proposals)] == ids[::-1]
+    assert [p.id for p in in_transaction(engine, list_proposals, limit=2)] == [ids[4], ids[3]]
+    waiting = in_transaction(engine, list_proposals, statuses=[FixStatus.AWAITING_APPROVAL])
     assert [p.id for p in waiting] == [ids[3], ids[1]]
-    decided = list_proposals(engine, statuses=["rejected", "verified"], limit=1)
+    decided = in_transaction(engine, list_proposals, statuses=["rejected", "verified"], limit=1)
     assert [p.id for p in decided] == [ids[4]]
-    assert list_proposals(engine, statuses=["expired"]) == []
+    assert in_transaction(engine, list_proposals, statuses=["expired"]) == []
 
 
 def test_proposal_for_run_finds_what_the_run_put_up_for_approval(engine: Engine) -> None:
@@ -319,21 +351,25 @@ def test_proposal_for_run_finds_what_the_run_put_up_for_approval(engine: Engine)
     stored_proposal(engine, signature_id, FixStatus.AWAITING_APPROVAL, flow_run_id="run-2")
 
     # Refused and merely proposed candidates are not what a resumed run waits on.
-    assert proposal_for_run(engine, "run-1") is None
-    transition(engine, pending.id or 0, FixStatus.AWAITING_APPROVAL)
-    found = proposal_for_run(engine, "run-1")
+    assert in_transaction(engine, proposal_for_run, flow_run_id="run-1") is None
+    in_transaction(
+        engine, transition, proposal_id=pending.id or 0, target=FixStatus.AWAITING_APPROVAL
+    )
+    found = in_transaction(engine, proposal_for_run, flow_run_id="run-1")
     assert found is not None and found.id == pending.id
-    transition(engine, pending.id or 0, FixStatus.APPROVED, actor="alice")
-    found = proposal_for_run(engine, "run-1")
+    in_transaction(
+        engine, transition, proposal_id=pending.id or 0, target=FixStatus.APPROVED, actor="alice"
+    )
+    found = in_transaction(engine, proposal_for_run, flow_run_id="run-1")
     assert found is not None and found.status == FixStatus.APPROVED
-    assert proposal_for_run(engine, "run-3") is None
+    assert in_transaction(engine, proposal_for_run, flow_run_id="run-3") is None
 
 
 def test_proposal_for_run_prefers_the_newest(engine: Engine) -> None:
     signature_id = stored_signature(engine)
     older = stored_proposal(engine, signature_id, FixStatus.REJECTED, flow_run_id="run-1")
     newer = stored_proposal(engine, signature_id, FixStatus.AWAITING_APPROVAL, flow_run_id="run-1")
-    found = proposal_for_run(engine, "run-1")
+    found = in_transaction(engine, proposal_for_run, flow_run_id="run-1")
     assert found is not None and found.id == newer.id != older.id
 
 
@@ -351,7 +387,9 @@ def test_an_open_proposal_blocks_however_old(engine: Engine, status: FixStatus) 
     signature_id = stored_signature(engine)
     proposal = stored_proposal(engine, signature_id, status)
     _age(engine, proposal.id or 0, hours=24 * 30)
-    assert recently_proposed(engine, [signature_id], timedelta(hours=24)) == {signature_id}
+    assert in_transaction(
+        engine, recently_proposed, signature_ids=[signature_id], cooldown=timedelta(hours=24)
+    ) == {signature_id}
 
 
 @pytest.mark.parametrize("status", [FixStatus.REJECTED, FixStatus.EXPIRED])
@@ -364,8 +402,12 @@ def test_a_declined_proposal_blocks_only_within_the_cooldown(
     _age(engine, stored_proposal(engine, recent, status).id or 0, hours=25)
 
     cooldown = timedelta(hours=24)
-    assert recently_proposed(engine, [recent, old], cooldown) == {recent}
-    assert recently_proposed(engine, [recent, old], timedelta(hours=26)) == {recent, old}
+    assert in_transaction(
+        engine, recently_proposed, signature_ids=[recent, old], cooldown=cooldown
+    ) == {recent}
+    assert in_transaction(
+        engine, recently_proposed, signature_ids=[recent, old], cooldown=timedelta(hours=26)
+    ) == {recent, old}
 
 
 @pytest.mark.parametrize(
@@ -374,11 +416,37 @@ def test_a_declined_proposal_blocks_only_within_the_cooldown(
 def test_a_closed_proposal_does_not_block(engine: Engine, status: FixStatus) -> None:
     signature_id = stored_signature(engine)
     stored_proposal(engine, signature_id, status)
-    assert recently_proposed(engine, [signature_id], timedelta(hours=24)) == set()
+    assert (
+        in_transaction(
+            engine, recently_proposed, signature_ids=[signature_id], cooldown=timedelta(hours=24)
+        )
+        == set()
+    )
 
 
 def test_recently_proposed_only_looks_at_the_signatures_asked_about(engine: Engine) -> None:
     asked, other = stored_signature(engine), stored_signature(engine)
     stored_proposal(engine, other, FixStatus.AWAITING_APPROVAL)
-    assert recently_proposed(engine, [asked], timedelta(hours=24)) == set()
-    assert recently_proposed(engine, [], timedelta(hours=24)) == set()
+    assert (
+        in_transaction(
+            engine, recently_proposed, signature_ids=[asked], cooldown=timedelta(hours=24)
+        )
+        == set()
+    )
+    assert (
+        in_transaction(engine, recently_proposed, signature_ids=[], cooldown=timedelta(hours=24))
+        == set()
+    )
+
+
+def test_a_move_is_the_callers_to_commit_or_roll_back(engine: Engine) -> None:
+    proposal = stored_proposal(engine, stored_signature(engine))
+    pid = proposal.id or 0
+    with Session(engine) as session:
+        moved = transition(session=session, proposal_id=pid, target=FixStatus.AWAITING_APPROVAL)
+        assert moved.status == FixStatus.AWAITING_APPROVAL
+        assert len(list_events(session=session, proposal_id=pid)) == 2  # flushed: seen inside
+        session.rollback()
+
+    assert in_transaction(engine, get_proposal, proposal_id=pid).status == FixStatus.PROPOSED
+    assert len(in_transaction(engine, list_events, proposal_id=pid)) == 1

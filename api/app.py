@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from immunity.api.errors import install_error_handlers
 from immunity.api.routes_fixes import router as fixes_router
 from immunity.api.routes_ingest import router as ingest_router
+from immunity.api.routes_read import router as read_router
 from immunity.api.routes_sentry import router as sentry_router
 from immunity.models.db import get_engine
 from immunity.models.settings import Settings, get_settings
@@ -25,4 +26,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(ingest_router)
     app.include_router(sentry_router)
     app.include_router(fixes_router)
+    app.include_router(read_router)
     return app

@@ -17,6 +17,7 @@ __all__ = [
     "Severity",
     "SignatureStatus",
     "TestKind",
+    "TestState",
     "TestType",
     "Trigger",
     "severity_rank",
@@ -79,6 +80,16 @@ class TestType(StrEnum):
     REGRESSION = "regression"
     CONTRACT = "contract"
     INTEGRATION = "integration"
+
+
+class TestState(StrEnum):
+    """Where a test stands in the suite: it runs, it runs without gating, or it does not run."""
+
+    __test__ = False
+
+    ACTIVE = "active"
+    QUARANTINED = "quarantined"
+    INACTIVE = "inactive"
 
 
 class ExecutionStatus(StrEnum):

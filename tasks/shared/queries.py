@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from immunity.models.enums import Reproduction
+from immunity.models.enums import Reproduction, TestState
 from immunity.models.results import SuiteSummary
 from immunity.models.tables import RegressionTest, Signature, SuiteRun, TestExecution
 
@@ -19,10 +19,17 @@ __all__ = [
     "list_executions",
     "list_signatures",
     "list_tests",
+    "state_of_test",
     "suite_progress",
 ]
 
 _BANDS = ((40, "unreliable"), (60, "moderate"), (80, "reliable"))
+_RUNS, _GATES = col(RegressionTest.is_active), col(RegressionTest.quarantined)
+_TEST_STATES: dict[TestState, tuple[Any, ...]] = {
+    TestState.ACTIVE: (_RUNS.is_(True), _GATES.is_(False)),
+    TestState.QUARANTINED: (_RUNS.is_(True), _GATES.is_(True)),
+    TestState.INACTIVE: (_RUNS.is_(False),),
+}
 # A generated test in one of these states may not move its signature (tasks/reproduce.py).
 UNTRUSTED_REPRODUCTION = (
     Reproduction.PENDING,
@@ -39,19 +46,51 @@ def confidence_band(confidence: int) -> str:
     return "highly reliable"
 
 
-def list_signatures(engine: Engine, *, limit: int = 50) -> Sequence[Signature]:
-    """Return the most recently seen signatures, newest first."""
+def state_of_test(test: RegressionTest) -> TestState:
+    """Return where a test stands in the suite: active, quarantined or inactive."""
+    if not test.is_active:
+        return TestState.INACTIVE
+    return TestState.QUARANTINED if test.quarantined else TestState.ACTIVE
+
+
+def list_signatures(
+    engine: Engine, *, limit: int = 50, offset: int = 0, status: str | None = None
+) -> Sequence[Signature]:
+    """Return the most recently seen signatures, newest first; `status`: only those in it."""
     with Session(engine) as session:
-        query = select(Signature).order_by(col(Signature.last_seen).desc()).limit(limit)
+        query = (
+            select(Signature)
+            .order_by(col(Signature.last_seen).desc(), col(Signature.id).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        if status is not None:
+            query = query.where(Signature.status == status)
         return session.exec(query).all()
 
 
 def list_tests(
-    engine: Engine, *, limit: int = 200, unverified: bool = False
+    engine: Engine,
+    *,
+    limit: int = 200,
+    offset: int = 0,
+    unverified: bool = False,
+    state: TestState | None = None,
 ) -> Sequence[RegressionTest]:
-    """Return regression tests, newest first; `unverified`: only untrusted generated ones."""
+    """Return regression tests, newest first; `state` or `unverified` narrow the selection.
+
+    `state`: only active, quarantined or inactive tests; `unverified`: only generated tests whose
+    reproduction is not yet trusted.
+    """
     with Session(engine) as session:
-        query = select(RegressionTest).order_by(col(RegressionTest.id).desc()).limit(limit)
+        query = (
+            select(RegressionTest)
+            .order_by(col(RegressionTest.id).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        if state is not None:
+            query = query.where(*_TEST_STATES[state])
         if unverified:
             untrusted = [state.value for state in UNTRUSTED_REPRODUCTION]
             query = query.where(col(RegressionTest.reproduction).in_(untrusted))

@@ -1,18 +1,23 @@
 """pytest plugin: the store's regression tests as pytest items (`pytest --immunity-db URL`).
 
 Every pytest run loads it (a pytest11 entry point), so at import it needs only pytest and the
-standard library, and it does nothing unless `--immunity-db` is given.
+standard library, and it does nothing unless `--immunity-db` is given. It runs inside other
+people's projects: settings come from `IMMUNITY_*` variables, and from a dotenv file only when one
+is named (`--immunity-env-file`, or `IMMUNITY_ENV_FILE`), never from the project's own `.env`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from immunity.models.errors import UnavailableError
 
 if TYPE_CHECKING:
     from immunity.models.results import CaseResult, SuiteSummary
@@ -43,7 +48,7 @@ class _State:
 _STATE = pytest.StashKey[_State]()
 
 
-class StoreUnavailableError(Exception):
+class StoreUnavailableError(UnavailableError):
     """The store could not be read; the message names where it is, never its password."""
 
 
@@ -62,15 +67,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"--immunity-{name}", action="append", default=[], metavar=name.upper(), help=text
         )
     group.addoption("--immunity-no-record", action="store_true", help="Do not record results.")
+    group.addoption(
+        "--immunity-env-file",
+        metavar="PATH",
+        help="Also read IMMUNITY_* settings from this dotenv file (default: none, not ./.env).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Check the options and keep the session's state; inert without `--immunity-db`."""
     url = config.getoption("immunity_db")
     if not url:
-        given = [n for n in (*_NARROWING, "env") if config.getoption(f"immunity_{n}")]
+        given = [n for n in (*_NARROWING, "env", "env_file") if config.getoption(f"immunity_{n}")]
         if given:
-            raise pytest.UsageError(f"--immunity-{given[0]} needs --immunity-db URL")
+            flag = given[0].replace("_", "-")
+            raise pytest.UsageError(f"--immunity-{flag} needs --immunity-db URL")
         return
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -79,8 +90,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from immunity.models.specs import Selection
     from immunity.tasks.regress.store import UnknownEnvironmentError
 
+    env_file = config.getoption("immunity_env_file") or os.environ.get("IMMUNITY_ENV_FILE") or None
+    if env_file is not None and not os.path.isfile(env_file):
+        raise pytest.UsageError(f"immunity env file not found: {env_file}")
     try:
-        settings = Settings(database_url=url)
+        settings = Settings(_env_file=env_file, database_url=url)  # type: ignore[call-arg]
         make_url(settings.database_url)
     except ArgumentError:
         raise pytest.UsageError("--immunity-db: not a URL like postgresql://user@host/db") from None

@@ -12,13 +12,29 @@ from starlette.background import BackgroundTask
 
 from immunity.api.auth import require_token
 from immunity.api.body import decode_json, read_body
-from immunity.api.errors import ApiError
+from immunity.api.errors import ApiError, error_responses
+from immunity.api.ingest_openapi import FAILURES_BODY, SUCCESSES_BODY
+from immunity.api.public import CreatedTest, HealthAnswer, IngestAnswer
 from immunity.api.reproduction import reproduction_check
-from immunity.tasks.ingest.pipeline import ingest_and_generate, process_successes
+from immunity.models.reports import RejectedEvent
+from immunity.tasks.ingest.pipeline import BatchResult, process_failures, process_successes
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+_NOTHING_ACCEPTED = {
+    "model": IngestAnswer,
+    "description": (
+        "Nothing accepted (every event rejected, each by index), or a body that cannot be read"
+        ' (`{"error": ...}`): nothing is stored.'
+    ),
+}
+_INGEST_ROUTE: dict[str, Any] = {
+    "response_model": IngestAnswer,
+    "dependencies": [Depends(require_token)],
+    "responses": {400: _NOTHING_ACCEPTED, **error_responses(401, 413, 415, 503)},
+}
 
 
 async def _events(request: Request) -> list[Any]:
@@ -33,39 +49,39 @@ async def _events(request: Request) -> list[Any]:
     return events
 
 
-def _answer(
-    accepted: int, rejected: list[Any], background: BackgroundTask | None = None, **extra: Any
-) -> JSONResponse:
-    content = {
-        "accepted": accepted,
-        "rejected": [{"index": r.index, "errors": r.errors} for r in rejected],
-        **extra,
-    }
-    # Nothing accepted means nothing stored: a 4xx, so no client mistakes it for success.
-    return JSONResponse(content, status_code=200 if accepted else 400, background=background)
-
-
-@router.post("/failures", dependencies=[Depends(require_token)])
-async def post_failures(request: Request) -> JSONResponse:
-    """Store a batch of failure events; a 2xx means the accepted ones are committed."""
-    events = await _events(request)
-    state = request.app.state
-    result, generated = await run_in_threadpool(
-        ingest_and_generate, events, engine=state.engine, settings=state.settings
-    )
-    return _answer(
-        result.accepted,
-        result.rejected,
-        background=reproduction_check(state, result.verify),
+def _answer(result: BatchResult, background: BackgroundTask | None = None) -> JSONResponse:
+    answer = IngestAnswer(
+        accepted=result.accepted,
+        rejected=[RejectedEvent(index=r.index, errors=r.errors) for r in result.rejected],
         signatures=result.signatures,
         new_signatures=result.new_signatures,
         tests_created=[
-            {"signature_id": g.signature_id, "test_id": g.test_id} for g in generated if g.created
+            CreatedTest(signature_id=g.signature_id, test_id=g.test_id)
+            for g in result.generated
+            if g.created and g.test_id is not None
         ],
+    )
+    # Nothing accepted means nothing stored: a 4xx, so no client mistakes it for success.
+    return JSONResponse(
+        answer.model_dump(mode="json"),
+        status_code=200 if result.accepted else 400,
+        background=background,
     )
 
 
-@router.post("/successes", dependencies=[Depends(require_token)])
+@router.post("/failures", openapi_extra={"requestBody": FAILURES_BODY}, **_INGEST_ROUTE)
+async def post_failures(request: Request) -> JSONResponse:
+    """Store a batch of failure events and build the tests it made due; a 2xx means the
+    accepted ones are committed (the new tests' reproduction check runs after the answer)."""
+    events = await _events(request)
+    state = request.app.state
+    result = await run_in_threadpool(
+        process_failures, events, engine=state.engine, settings=state.settings, generate=True
+    )
+    return _answer(result, background=reproduction_check(state, result.verify))
+
+
+@router.post("/successes", openapi_extra={"requestBody": SUCCESSES_BODY}, **_INGEST_ROUTE)
 async def post_successes(request: Request) -> JSONResponse:
     """Store a batch of success events (the failure rate's denominator)."""
     events = await _events(request)
@@ -73,10 +89,10 @@ async def post_successes(request: Request) -> JSONResponse:
     result = await run_in_threadpool(
         process_successes, events, engine=state.engine, settings=state.settings
     )
-    return _answer(result.accepted, result.rejected)
+    return _answer(result)
 
 
-@router.get("/health")
+@router.get("/health", response_model=HealthAnswer, responses={503: {"model": HealthAnswer}})
 async def health(request: Request) -> JSONResponse:
     """Say whether the API and its store are up (no token needed)."""
 

@@ -17,27 +17,23 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
 
 from immunity.api.auth import sentry_key
 from immunity.api.body import read_body
-from immunity.api.errors import ApiError
+from immunity.api.errors import ApiError, error_responses
+from immunity.api.ingest_openapi import SENTRY_ENVELOPE_BODY, SENTRY_EVENT_BODY, SentryAnswer
 from immunity.api.reproduction import reproduction_check
-from immunity.models.schemas import FailureEventIn, SuccessEventIn
-from immunity.models.settings import Settings
-from immunity.tasks.ingest.pipeline import ingest_and_generate, process_successes
-from immunity.tasks.ingest.prepare import prepare_failure
-from immunity.tasks.ingest.sentry import (
-    SentryBatch,
-    SentryFormatError,
-    envelope_to_batch,
-    store_to_batch,
-)
-from immunity.tasks.ingest.validate import validate_events
+from immunity.tasks.ingest.pipeline import ingest_events
+from immunity.tasks.ingest.sentry import SentryBatch, envelope_to_batch, store_to_batch
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["sentry"])
+
+_SENTRY_ROUTE: dict[str, Any] = {
+    "response_model": SentryAnswer,
+    "responses": error_responses(400, 401, 404, 413, 415, 503),
+}
 
 
 def _authorize(request: Request, project_id: str) -> None:
@@ -52,41 +48,25 @@ def _authorize(request: Request, project_id: str) -> None:
         raise ApiError(401, f"invalid DSN key for project {project_id[:64]!r}")
 
 
-def _check(batch: SentryBatch, settings: Settings) -> None:
-    """Refuse the whole request (400) if any part of it would be rejected by the pipeline."""
-    accepted, rejected = validate_events(batch.failures, FailureEventIn)
-    problems = [str(r) for r in rejected + validate_events(batch.successes, SuccessEventIn)[1]]
-    for index, event in accepted:
-        try:
-            prepare_failure(event, settings)  # pure: what the pipeline does before storing
-        except Exception as error:  # the pipeline would reject it the same way
-            problems.append(f"event {index}: could not be processed: {error}")
-    if problems:
-        raise ApiError(400, "; ".join(problems)[:2_000])
-
-
 def _ingest(
     data: bytes, parse: Callable[[bytes], SentryBatch], state: Any
 ) -> tuple[dict[str, Any], list[int]]:
-    """Return the answer after committing one Sentry request, and the tests due for a check."""
-    engine: Engine = state.engine
-    settings: Settings = state.settings
-    try:
-        batch = parse(data)
-    except SentryFormatError as error:
-        raise ApiError(400, str(error)) from None
-    _check(batch, settings)
-    verify: list[int] = []
-    # Checked first, so both writes below succeed together (only the store itself can fail).
-    if batch.failures:
-        result, _ = ingest_and_generate(batch.failures, engine=engine, settings=settings)
-        verify = result.verify
-        if result.rejected:
-            raise ApiError(400, "; ".join(str(r) for r in result.rejected)[:2_000])
-    if batch.successes:
-        stored = process_successes(batch.successes, engine=engine, settings=settings)
-        if stored.rejected:
-            raise ApiError(400, "; ".join(str(r) for r in stored.rejected)[:2_000])
+    """Return the answer after committing one Sentry request, and the tests due for a check.
+
+    A malformed request is a SentryFormatError (400). Its failures and successes are stored in
+    one transaction, all or nothing: any event the pipeline would reject refuses the request.
+    """
+    batch = parse(data)
+    result = ingest_events(
+        batch.failures,
+        batch.successes,
+        engine=state.engine,
+        settings=state.settings,
+        generate=True,
+        all_or_nothing=True,
+    )
+    if result.rejected:
+        raise ApiError(400, "; ".join(str(r) for r in result.rejected)[:2_000])
     answer: dict[str, Any] = {"id": batch.event_id}
     if batch.successes or batch.session_failures or batch.sessions_dropped:
         # Failed sessions are reported, not stored: their error events are the failures.
@@ -95,10 +75,14 @@ def _ingest(
             "dropped": batch.sessions_dropped,
             **{kind: batch.session_failures[kind] for kind in ("crashed", "errored", "abnormal")},
         }
-    return answer, verify
+    return answer, result.verify
 
 
-@router.post("/api/{project_id}/envelope/")
+@router.post(
+    "/api/{project_id}/envelope/",
+    openapi_extra={"requestBody": SENTRY_ENVELOPE_BODY},
+    **_SENTRY_ROUTE,
+)
 @router.post("/api/{project_id}/envelope", include_in_schema=False)
 async def post_envelope(project_id: str, request: Request) -> JSONResponse:
     """Take a Sentry envelope (any content type, gzip/deflate); 200 means it is committed."""
@@ -109,7 +93,9 @@ async def post_envelope(project_id: str, request: Request) -> JSONResponse:
     return JSONResponse(answer, background=reproduction_check(state, verify))
 
 
-@router.post("/api/{project_id}/store/")
+@router.post(
+    "/api/{project_id}/store/", openapi_extra={"requestBody": SENTRY_EVENT_BODY}, **_SENTRY_ROUTE
+)
 @router.post("/api/{project_id}/store", include_in_schema=False)
 async def post_store(project_id: str, request: Request) -> JSONResponse:
     """Take one Sentry event as JSON (the legacy endpoint); 200 means it is committed."""

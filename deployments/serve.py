@@ -35,7 +35,7 @@ def build_deployments() -> list[Any]:
     from immunity.flows.generate import generate_regression_tests
     from immunity.flows.heal import propose_fix
     from immunity.flows.health import check_health, check_readiness
-    from immunity.flows.ingest import ingest_failures, ingest_file, ingest_successes
+    from immunity.flows.ingest import ingest_failures, ingest_file, ingest_log, ingest_successes
     from immunity.flows.regress import run_regression_suite
     from immunity.flows.ui import run_ui_suite
 
@@ -43,6 +43,11 @@ def build_deployments() -> list[Any]:
         ingest_file.to_deployment(
             name="ingest-file",
             description="Stream a JSONL file of failure or success events into the store.",
+            tags=["ingest"],
+        ),
+        ingest_log.to_deployment(
+            name="ingest-log",
+            description="Ingest each Python traceback of a log file as a failure event.",
             tags=["ingest"],
         ),
         ingest_failures.to_deployment(

@@ -6,8 +6,7 @@ from prefect import flow
 
 from immunity.models.reports import GeneratedTest
 from immunity.tasks.generate.generation import generate_tests
-from immunity.tasks.generate.reproduce import due_reproductions, verify_reproductions
-from immunity.tasks.shared.dashboards import publish_generation
+from immunity.tasks.generate.reproduce import verify_reproductions
 
 __all__ = ["generate_regression_tests"]
 
@@ -16,24 +15,20 @@ __all__ = ["generate_regression_tests"]
 def generate_regression_tests(signature_ids: list[int] | None = None) -> list[GeneratedTest]:
     """Give each qualifying signature its one regression test (all signatures when ids is None).
 
+    Ingestion builds tests as batches cross the threshold; this sweep catches what it could
+    not (a capture that arrived later, a configured environment, an earlier failure).
+
     Args:
         signature_ids: Signatures to consider; leave empty to sweep every signature that has
             been seen at least the threshold number of times within the window.
     """
-    outcomes = generate_tests(signature_ids)
+    generation = generate_tests(signature_ids)  # publishes the generation artifact
     # New tests, and untrusted ones these signatures touched, replay once before being trusted.
-    due = due_reproductions(signature_ids)
-    checked = verify_reproductions(due) if due else []
-    generated = [
-        GeneratedTest(
-            signature_id=o.signature_id, test_id=o.test_id, created=o.created, reason=o.reason
-        )
-        for o in outcomes
-    ]
-    created = [item for item in generated if item.created]
-    if generated:
-        publish_generation(generated)
-    print(f"{len(created)} regression test(s) created, {len(generated) - len(created)} not")
+    checked = verify_reproductions(generation.due) if generation.due else []
+    created = [item for item in generation.generated if item.created]
+    print(
+        f"{len(created)} regression test(s) created, {len(generation.generated) - len(created)} not"
+    )
     for outcome in checked:
         print(f"{outcome.name}: {outcome.reproduction.value} — {outcome.reason}")
-    return generated
+    return generation.generated

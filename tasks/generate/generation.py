@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import task
+from prefect.context import FlowRunContext, TaskRunContext
 from sqlalchemy import Connection, Engine, select, update
+from sqlmodel import Session
 
-from immunity.models.db import get_engine
+from immunity.models.db import get_engine, session_scope
 from immunity.models.enums import EventSource, SignatureStatus
+from immunity.models.reports import GeneratedTest
 from immunity.models.settings import Settings, get_settings
 from immunity.models.signature_states import SignatureEvent, status_after
 from immunity.models.tables import (
@@ -23,6 +26,7 @@ from immunity.models.tables import (
     SuccessEvent,
 )
 from immunity.tasks.generate.capture import most_complete
+from immunity.tasks.generate.reproduce import find_due
 from immunity.tasks.generate.testgen import (
     crossed_threshold,
     operation_matches,
@@ -33,9 +37,17 @@ from immunity.tasks.generate.testgen import (
 from immunity.tasks.generate.uigen import ui_replay_spec
 from immunity.tasks.ingest.prepare import bucket_start
 from immunity.tasks.ingest.store import dialect_insert
+from immunity.tasks.shared.dashboards import publish_generation
 from immunity.tasks.shared.retry import DB_TASK_OPTIONS
 
-__all__ = ["GenerationOutcome", "create_regression_tests", "find_candidates", "generate_tests"]
+__all__ = [
+    "Generation",
+    "find_candidates",
+    "generate_in",
+    "generate_tests",
+    "publish_in_run",
+    "sweep",
+]
 
 signatures = Signature.__table__  # type: ignore[attr-defined]
 events = FailureEvent.__table__  # type: ignore[attr-defined]
@@ -48,14 +60,13 @@ SAMPLES_LOOKED_AT = 20
 SUCCESSES_LOOKED_AT = 200
 
 
-@dataclass(frozen=True)
-class GenerationOutcome:
-    """What generation did for one signature: the test it has, or why it has none."""
+@dataclass
+class Generation:
+    """What generation did: each qualifying signature's test (or why it has none), and the
+    generated tests now due for a reproduction check."""
 
-    signature_id: int
-    test_id: int | None
-    created: bool
-    reason: str | None = None
+    generated: list[GeneratedTest] = field(default_factory=list)
+    due: list[int] = field(default_factory=list)
 
 
 def find_candidates(
@@ -150,7 +161,7 @@ def _fields(
     ), None
 
 
-def _generate_one(conn: Connection, signature: Any, settings: Settings) -> GenerationOutcome:
+def _generate_one(conn: Connection, signature: Any, settings: Settings) -> GeneratedTest:
     sample = _latest_request_sample(conn, signature.id)
     fields, reason = _fields(conn, signature, sample, settings)
     if fields is None:
@@ -159,7 +170,7 @@ def _generate_one(conn: Connection, signature: Any, settings: Settings) -> Gener
             .where(signatures.c.id == signature.id)
             .values(untestable_reason=reason)
         )
-        return GenerationOutcome(signature.id, None, False, reason)
+        return GeneratedTest(signature_id=signature.id, reason=reason)
     # The unique key on the signature makes a concurrent second insert a no-op, not a duplicate.
     inserted = conn.execute(
         dialect_insert(conn, tests).values(**fields).on_conflict_do_nothing().returning(tests.c.id)
@@ -168,7 +179,8 @@ def _generate_one(conn: Connection, signature: Any, settings: Settings) -> Gener
         select(tests.c.id).where(tests.c.created_from_signature_id == signature.id)
     ).scalar()
     if test_id is None:
-        return GenerationOutcome(signature.id, None, False, f"test name {fields['name']} is taken")
+        reason = f"test name {fields['name']} is taken"
+        return GeneratedTest(signature_id=signature.id, reason=reason)
     conn.execute(
         update(signatures)
         .where(signatures.c.id == signature.id, signatures.c.test_id.is_(None))
@@ -178,25 +190,54 @@ def _generate_one(conn: Connection, signature: Any, settings: Settings) -> Gener
             status=_TESTED_STATUS,
         )
     )
-    return GenerationOutcome(signature.id, test_id, inserted is not None)
+    return GeneratedTest(signature_id=signature.id, test_id=test_id, created=inserted is not None)
 
 
-def create_regression_tests(
-    signature_ids: Sequence[int] | None, *, engine: Engine, settings: Settings
-) -> list[GenerationOutcome]:
-    """Give every qualifying signature (all of them when `signature_ids` is None) its one test."""
+def generate_in(session: Session, signature_ids: Sequence[int], settings: Settings) -> Generation:
+    """Return the tests built for the qualifying signatures among `signature_ids` and the tests
+    of those signatures due for a reproduction check, in the caller's transaction.
+
+    The caller must already hold these signatures' rows (an ingest batch that has just upserted
+    them): a test is built while nobody else can count an occurrence or build another one.
+    """
+    conn = session.connection()
+    generated = [
+        _generate_one(conn, row, settings) for row in find_candidates(conn, settings, signature_ids)
+    ]
+    return Generation(
+        generated, find_due(session=session, settings=settings, signature_ids=signature_ids)
+    )
+
+
+def sweep(signature_ids: Sequence[int] | None, *, engine: Engine, settings: Settings) -> Generation:
+    """Give every qualifying signature (all of them when `signature_ids` is None) its one test;
+    return what was built and the tests due for a reproduction check."""
     with engine.connect() as conn:
         candidates = find_candidates(conn, settings, signature_ids)
-    outcomes = []
+    generation = Generation()
     for row in candidates:
         # One transaction per signature: it locks one signature row at a time, so it cannot
         # deadlock with an ingest batch that locks many of them in fingerprint order.
         with engine.begin() as conn:
-            outcomes.append(_generate_one(conn, row, settings))
-    return outcomes
+            generation.generated.append(_generate_one(conn, row, settings))
+    with session_scope(engine) as session:
+        generation.due = find_due(session=session, settings=settings, signature_ids=signature_ids)
+    publish_in_run(generation.generated)
+    return generation
+
+
+def publish_in_run(generated: Sequence[GeneratedTest]) -> None:
+    """Publish the generation artifact when called inside a Prefect flow or task run.
+
+    Outside a run (the API, a script) there is nowhere to publish it: nothing is done. Its
+    failure is the artifact task's own (retried, shown in the UI), never the caller's: the
+    tests it describes are committed.
+    """
+    if generated and (FlowRunContext.get() is not None or TaskRunContext.get() is not None):
+        publish_generation(list(generated), return_state=True)
 
 
 @task(name="generate-regression-tests", **DB_TASK_OPTIONS)
-def generate_tests(signature_ids: list[int] | None = None) -> list[GenerationOutcome]:
+def generate_tests(signature_ids: list[int] | None = None) -> Generation:
     """Return what generation did for each qualifying signature (all when ids is None)."""
-    return create_regression_tests(signature_ids, engine=get_engine(), settings=get_settings())
+    return sweep(signature_ids, engine=get_engine(), settings=get_settings())

@@ -9,6 +9,7 @@ sample with a more complete capture replaces the test's request and is checked a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -31,7 +32,8 @@ from immunity.tasks.generate.capture import (
     reproduction_verdict,
 )
 from immunity.tasks.generate.testgen import replay_spec
-from immunity.tasks.ingest.prepare import prepare_failure
+from immunity.tasks.ingest.prepare import PreparedFailure, prepare_failure
+from immunity.tasks.ingest.storable import storable_text
 from immunity.tasks.regress.store import case_for
 from immunity.tasks.shared.queries import UNTRUSTED_REPRODUCTION
 from immunity.tasks.shared.retry import DB_TASK_OPTIONS
@@ -39,7 +41,6 @@ from immunity.tasks.shared.runner import refusal, run_any
 
 __all__ = [
     "best_sample",
-    "due_reproductions",
     "find_due",
     "record_replay_reports",
     "split_replays",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 SAMPLES_LOOKED_AT = 20
+
+log = logging.getLogger(__name__)
 
 
 def best_sample(session: Session, signature_id: int) -> FailureEvent | None:
@@ -87,17 +90,14 @@ def _refresh(session: Session, test: RegressionTest, settings: Settings) -> bool
     return True
 
 
-def untrusted_signatures(engine: Engine, signature_ids: Sequence[int]) -> list[int]:
+def untrusted_signatures(*, session: Session, signature_ids: Sequence[int]) -> list[int]:
     """Return those of the signatures whose generated test is not `reproduced` yet."""
-    with Session(engine) as session:
-        found = session.exec(
-            select(RegressionTest.created_from_signature_id).where(
-                col(RegressionTest.created_from_signature_id).in_(signature_ids),
-                col(RegressionTest.reproduction).in_(
-                    [state.value for state in UNTRUSTED_REPRODUCTION]
-                ),
-            )
-        ).all()
+    found = session.exec(
+        select(RegressionTest.created_from_signature_id).where(
+            col(RegressionTest.created_from_signature_id).in_(signature_ids),
+            col(RegressionTest.reproduction).in_([state.value for state in UNTRUSTED_REPRODUCTION]),
+        )
+    ).all()
     return sorted(signature_id for signature_id in found if signature_id is not None)
 
 
@@ -129,10 +129,19 @@ def split_replays(
     return real, replays
 
 
+def _reported(event: FailureEventIn, settings: Settings) -> PreparedFailure | None:
+    try:
+        return prepare_failure(event, settings)
+    except Exception:  # a report that cannot be read is no evidence; the batch goes on
+        log.warning("a replay's failure report could not be read", exc_info=True)
+        return None
+
+
 def record_replay_reports(
-    engine: Engine, settings: Settings, replays: Sequence[tuple[str, FailureEventIn]]
+    *, session: Session, settings: Settings, replays: Sequence[tuple[str, FailureEventIn]]
 ) -> None:
-    """Keep what the target reported of reproduction replays as evidence on their tests.
+    """Keep what the target reported of reproduction replays as evidence on their tests, in the
+    caller's transaction.
 
     A reproduction replay whose reported failure has another signature did not fail the way the
     signature did: a `reproduced` test becomes `not_reproduced`. Suite-run replays are dropped.
@@ -142,34 +151,37 @@ def record_replay_reports(
         kind, _, test_id = marker.partition(":")
         if kind == "verify" and test_id.isdigit():
             reports[int(test_id)] = event
-    if not reports:
-        return
-    with session_scope(engine) as session:
-        for test_id, event in sorted(reports.items()):
-            test = session.get(RegressionTest, test_id)
-            if test is None or test.created_from_signature_id is None:
-                continue
-            signature = session.get(Signature, test.created_from_signature_id)
-            reported = prepare_failure(event, settings)
-            same = signature is not None and reported.fingerprint == signature.fingerprint
-            evidence = dict(test.reproduction_evidence or {})
-            evidence["reported"] = {
-                "error_type": reported.error_type,
-                "fingerprint": reported.fingerprint,
-                "same_signature": same,
-            }
-            if not same and test.reproduction == Reproduction.REPRODUCED:
-                test.reproduction = Reproduction.NOT_REPRODUCED.value
-                evidence["reason"] = (
-                    f"the replay failed with another error: {reported.error_type}"
-                    f" ({reported.fingerprint[:8]}), not this signature's"
-                )
-            test.reproduction_evidence = evidence
-            session.add(test)
+    for test_id, event in sorted(reports.items()):
+        test = session.get(RegressionTest, test_id)
+        if test is None or test.created_from_signature_id is None:
+            continue
+        reported = _reported(event, settings)
+        if reported is None:
+            continue
+        signature = session.get(Signature, test.created_from_signature_id)
+        same = signature is not None and reported.fingerprint == signature.fingerprint
+        error_type = storable_text(reported.error_type)  # evidence is JSON: no NUL, no surrogate
+        evidence = dict(test.reproduction_evidence or {})
+        evidence["reported"] = {
+            "error_type": error_type,
+            "fingerprint": reported.fingerprint,
+            "same_signature": same,
+        }
+        if not same and test.reproduction == Reproduction.REPRODUCED:
+            test.reproduction = Reproduction.NOT_REPRODUCED.value
+            evidence["reason"] = (
+                f"the replay failed with another error: {error_type}"
+                f" ({reported.fingerprint[:8]}), not this signature's"
+            )
+        test.reproduction_evidence = evidence
+        session.add(test)
 
 
-def find_due(engine: Engine, settings: Settings, signature_ids: Sequence[int] | None) -> list[int]:
-    """Return the generated tests due for a reproduction check, refreshing their captures first.
+def find_due(
+    *, session: Session, settings: Settings, signature_ids: Sequence[int] | None
+) -> list[int]:
+    """Return the generated tests due for a reproduction check, refreshing their captures first
+    (in the caller's transaction).
 
     Due: pending ones, ones whose request was just replaced by a better capture, and unverified
     or not reproduced ones last checked more than `reproduction_retry_minutes` ago.
@@ -181,18 +193,18 @@ def find_due(engine: Engine, settings: Settings, signature_ids: Sequence[int] | 
     if signature_ids is not None:
         query = query.where(col(RegressionTest.created_from_signature_id).in_(signature_ids))
     due = []
-    with session_scope(engine) as session:
-        for test in session.exec(query.order_by(col(RegressionTest.id))).all():
-            refreshed = _refresh(session, test, settings)
-            checked = test.reproduction_checked_at
-            if (
-                refreshed
-                or test.reproduction == Reproduction.PENDING
-                or checked is None
-                or checked <= retry_before
-            ):
-                due.append(test.id)
-            session.add(test)
+    for test in session.exec(query.order_by(col(RegressionTest.id))).all():
+        refreshed = _refresh(session, test, settings)
+        checked = test.reproduction_checked_at
+        if (
+            refreshed
+            or test.reproduction == Reproduction.PENDING
+            or checked is None
+            or checked <= retry_before
+        ):
+            due.append(test.id)
+        session.add(test)
+    session.flush()
     return [test_id for test_id in due if test_id is not None]
 
 
@@ -320,12 +332,6 @@ def _record(
                 )
             )
     return outcomes
-
-
-@task(name="find-due-reproductions", **DB_TASK_OPTIONS)
-def due_reproductions(signature_ids: list[int] | None = None) -> list[int]:
-    """Return the generated tests due for a reproduction check (all signatures when None)."""
-    return find_due(get_engine(), get_settings(), signature_ids)
 
 
 @task(name="verify-reproductions", **DB_TASK_OPTIONS)

@@ -1,4 +1,14 @@
-"""Ingesting batches of events: the pipeline every entry point shares, and its Prefect tasks."""
+"""Ingesting batches of events: the one pipeline every entry point shares, and its Prefect tasks.
+
+A batch is validated, classified, scrubbed and fingerprinted, then stored in one transaction
+that also keeps the reports of immunity's own replays and, when asked, builds the regression
+tests the batch made due and refreshes the captures of tests due for a reproduction check. The
+reproduction check itself replays requests, so it runs after the commit: in the flow as its own
+task, in the API after the answer (`verify_tests` either way).
+
+The API calls `ingest_events` directly (a flow run per request costs too much); the flows call
+the tasks below, which wrap the same function.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +20,14 @@ from typing import Any
 from prefect import task
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
+from sqlmodel import Session
 
 from immunity.models.db import get_engine
+from immunity.models.reports import GeneratedTest
 from immunity.models.schemas import FailureEventIn, SuccessEventIn, utcnow
 from immunity.models.settings import Settings, get_settings
-from immunity.tasks.generate.generation import GenerationOutcome, create_regression_tests
+from immunity.tasks.generate.generation import generate_in, publish_in_run
 from immunity.tasks.generate.reproduce import (
-    find_due,
     record_replay_reports,
     split_replays,
     untrusted_signatures,
@@ -36,7 +47,7 @@ from immunity.tasks.shared.retry import DB_TASK_OPTIONS
 
 __all__ = [
     "BatchResult",
-    "ingest_and_generate",
+    "ingest_events",
     "ingest_failure_batch",
     "ingest_success_batch",
     "process_failures",
@@ -48,17 +59,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchResult:
-    """What one batch did: accepted and rejected events, signatures touched, test candidates."""
+    """What one batch did: accepted and rejected events, signatures touched, tests built."""
 
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     signatures: int = 0
     new_signatures: int = 0
     candidates: list[int] = field(default_factory=list)
+    generated: list[GeneratedTest] = field(default_factory=list)
     verify: list[int] = field(default_factory=list)  # tests due for a reproduction check
     replays: int = 0  # failures immunity's own replays caused: evidence, not occurrences
     # Signatures whose generated test has not reproduced its failure: a new occurrence may carry
-    # a better capture, so they are checked again (tasks/reproduce.py).
+    # a better capture, so they are checked again (tasks/generate/reproduce.py).
     rechecks: list[int] = field(default_factory=list)
 
 
@@ -74,6 +86,7 @@ class _PreparedBatch:
     # The valid events (not replays), kept only to be freed with the rest, off this thread.
     events: list[tuple[int, FailureEventIn]] = field(default_factory=list)
     prepared: list[PreparedFailure] = field(default_factory=list)
+    successes: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[Rejection] = field(default_factory=list)
     unprocessable: list[Rejection] = field(default_factory=list)
     replays: list[tuple[str, FailureEventIn]] = field(default_factory=list)
@@ -90,67 +103,113 @@ class _PreparedBatch:
 
 
 def _prepare_batch(
-    raw_events: Sequence[Any], settings: Settings, indexes: Sequence[int] | None
+    failures: Sequence[Any],
+    successes: Sequence[Any],
+    settings: Settings,
+    indexes: Sequence[int] | None,
 ) -> _PreparedBatch:
-    positions = indexes or range(len(raw_events))
     batch = _PreparedBatch()
-    for start in range(0, len(raw_events), PREPARE_CHUNK):
+    positions = indexes or range(len(failures))
+    for start in range(0, len(failures), PREPARE_CHUNK):
         end = start + PREPARE_CHUNK
-        chunk = raw_events[start:end]
-        accepted, invalid = validate_events(chunk, FailureEventIn, indexes=positions[start:end])
+        accepted, refused = validate_events(
+            failures[start:end], FailureEventIn, indexes=positions[start:end]
+        )
         accepted, replays = split_replays(accepted)
         batch.add(accepted, settings)
-        batch.invalid.extend(invalid)
+        batch.invalid.extend(refused)
         batch.replays.extend(replays)
+    if successes:
+        valid, refused = validate_events(successes, SuccessEventIn, indexes=indexes)
+        batch.successes = [prepare_success(event, settings) for _, event in valid]
+        batch.invalid.extend(refused)
     return batch
 
 
-def _after_commit(
+def _follow_up(
+    session: Session,
+    stored: StoredBatch,
+    replays: Sequence[tuple[str, FailureEventIn]],
+    settings: Settings,
+    generate: bool,
+    result: BatchResult,
+) -> None:
+    """Keep the replays' reports, find the re-checks and (with `generate`) build the tests the
+    batch made due, all in the batch's transaction."""
+    if replays:
+        record_replay_reports(session=session, settings=settings, replays=replays)
+    if stored.tested:
+        result.rechecks = untrusted_signatures(session=session, signature_ids=stored.tested)
+    if not generate or not (stored.candidates or result.rechecks):
+        return
+    try:
+        # After the batch's upsert, so never the transaction's first statement (pysqlite would
+        # commit at the savepoint's release) and under the row locks of the batch's signatures.
+        with session.begin_nested():
+            generation = generate_in(session, stored.candidates + result.rechecks, settings)
+    except Exception:
+        # A test that cannot be built now does not cost the batch its occurrences: the attempt
+        # is rolled back alone, the candidates stay candidates for the next batch or the sweep.
+        log.warning("test generation failed; the batch is stored without it", exc_info=True)
+        return
+    result.generated, result.verify = generation.generated, generation.due
+
+
+def ingest_events(
+    failures: Sequence[Any] = (),
+    successes: Sequence[Any] = (),
+    *,
     engine: Engine,
     settings: Settings,
-    tested: Sequence[int],
-    replays: Sequence[tuple[str, FailureEventIn]],
-) -> list[int]:
-    """Return the signatures to re-check, and keep replays' reports: never failing the batch.
+    indexes: Sequence[int] | None = None,
+    generate: bool = False,
+    all_or_nothing: bool = False,
+) -> BatchResult:
+    """Return what storing a batch of failure and success events did, in one transaction.
 
-    The batch is committed: an error here must not reach the caller, or its retry would count
-    every event twice. What is lost is recovered later (the generation sweep re-checks).
+    Bad events are rejected by index (`indexes` when the batch holds one kind, such as a file's
+    line numbers; their position otherwise) and the good ones kept; with `all_or_nothing`, any
+    rejection stores nothing. With `generate`, the tests the batch made due are built in the
+    same transaction (their artifact is published when this runs inside a Prefect run), and
+    `verify` lists the tests due for a reproduction check.
     """
-    try:
-        if replays:
-            record_replay_reports(engine, settings, replays)
-        return untrusted_signatures(engine, tested) if tested else []
-    except Exception:
-        log.warning("reproduction bookkeeping skipped after a store error", exc_info=True)
-        return []
-
-
-def _store_batch(
-    raw_events: Sequence[Any], engine: Engine, settings: Settings, indexes: Sequence[int] | None
-) -> tuple[StoredBatch, int, list[Rejection], list[tuple[str, FailureEventIn]]]:
-    """Validate, prepare and store one batch in one transaction; return what the caller needs.
-
-    Once written, the batch's events and rows are freed on another thread while the database
-    commits (see release), not by this one after it.
-    """
-    batch = _prepare_batch(raw_events, settings, indexes)
-    prepared, count, released = batch.prepared, len(batch.prepared), False
-    rejected, replays = batch.invalid + batch.unprocessable, batch.replays
-    try:
-        with engine.begin() as conn:
-            stored = store_failures(conn, prepared, settings, utcnow())
-            release_in_background(batch)
-            del batch  # with `prepared`, the last references to the batch's objects
-            prepared, released = [], True
-    except (DataError, UnicodeEncodeError):
-        if released:  # the commit itself refused it: nothing is stored, the caller must retry
-            raise
-        # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled back
-        # whole, so storing the cleaned batch once more counts every event exactly once.
-        prepared = [storable_failure(item) for item in prepared]
-        with engine.begin() as conn:
-            stored = store_failures(conn, prepared, settings, utcnow())
-    return stored, count, rejected, replays
+    with cyclic_gc_paused():  # a batch's objects are short-lived and acyclic: see gcpause
+        batch = _prepare_batch(failures, successes, settings, indexes)
+        result = BatchResult(
+            accepted=len(batch.prepared) + len(batch.successes),
+            rejected=batch.invalid + batch.unprocessable,
+            replays=len(batch.replays),
+        )
+        if all_or_nothing and result.rejected:
+            result.accepted = 0
+            return result
+        prepared, rows, replays = batch.prepared, batch.successes, batch.replays
+        released = cleaned = False
+        while True:
+            try:
+                with Session(engine) as session, session.begin():
+                    conn = session.connection()
+                    stored = store_failures(conn, prepared, settings, utcnow())
+                    store_successes(conn, rows)
+                    # Freed on another thread while the database works (see release): `batch`
+                    # and `prepared` held the last references to its events and rows.
+                    release_in_background(batch)
+                    del batch
+                    prepared, released = [], True
+                    _follow_up(session, stored, replays, settings, generate, result)
+                break
+            except (DataError, UnicodeEncodeError):
+                if released or cleaned:  # not the batch's text: the caller hears of it
+                    raise
+                # NUL, lone surrogates or NaN (PostgreSQL refuses them): the transaction rolled
+                # back whole, so storing the cleaned batch once more counts every event once.
+                prepared = [storable_failure(item) for item in prepared]
+                rows = [storable(row) for row in rows]
+                cleaned = True
+    result.signatures, result.new_signatures = len(stored.signature_ids), stored.new_signatures
+    result.candidates = stored.candidates
+    publish_in_run(result.generated)
+    return result
 
 
 def process_failures(
@@ -159,42 +218,13 @@ def process_failures(
     engine: Engine,
     settings: Settings,
     indexes: Sequence[int] | None = None,
+    generate: bool = False,
 ) -> BatchResult:
-    """Validate, classify, scrub, fingerprint and store a batch in one transaction."""
-    with cyclic_gc_paused():  # a batch's objects are short-lived and acyclic: see gcpause
-        stored, accepted, rejected, replays = _store_batch(raw_events, engine, settings, indexes)
-    rechecks = _after_commit(engine, settings, stored.tested, replays)
-    return BatchResult(
-        replays=len(replays),
-        rechecks=rechecks,
-        accepted=accepted,
-        rejected=rejected,
-        signatures=len(stored.signature_ids),
-        new_signatures=stored.new_signatures,
-        candidates=stored.candidates,
+    """Validate, classify, scrub, fingerprint and store a batch of failure events (see
+    `ingest_events`), building the tests it made due when `generate` is set."""
+    return ingest_events(
+        raw_events, engine=engine, settings=settings, indexes=indexes, generate=generate
     )
-
-
-def ingest_and_generate(
-    raw_events: Sequence[Any], *, engine: Engine, settings: Settings
-) -> tuple[BatchResult, list[GenerationOutcome]]:
-    """Store a batch, then at once build the tests of signatures it pushed over the threshold.
-
-    The result's `verify` lists the tests due for a reproduction check (new ones, and untrusted
-    ones this batch brought a new occurrence of); the caller runs it without holding a client.
-    """
-    result = process_failures(raw_events, engine=engine, settings=settings)
-    if not result.candidates and not result.rechecks:
-        return result, []
-    try:
-        outcomes = create_regression_tests(result.candidates, engine=engine, settings=settings)
-        result.verify = find_due(engine, settings, result.candidates + result.rechecks)
-    except Exception:
-        # The batch is committed: its caller must hear so, or a retry would count it twice.
-        # Candidates stay candidates; the next batch or the generation sweep builds the test.
-        log.warning("test generation deferred after an error", exc_info=True)
-        return result, []
-    return result, outcomes
 
 
 def process_successes(
@@ -205,24 +235,20 @@ def process_successes(
     indexes: Sequence[int] | None = None,
 ) -> BatchResult:
     """Validate and store a batch of success events in one transaction."""
-    with cyclic_gc_paused():
-        accepted, rejected = validate_events(raw_events, SuccessEventIn, indexes=indexes)
-        rows = [prepare_success(event, settings) for _, event in accepted]
-    try:
-        with engine.begin() as conn:
-            store_successes(conn, rows)
-    except (DataError, UnicodeEncodeError):  # as for failures: clean, then store once more
-        rows = [storable(row) for row in rows]
-        with engine.begin() as conn:
-            store_successes(conn, rows)
-    return BatchResult(accepted=len(rows), rejected=rejected)
+    return ingest_events(successes=raw_events, engine=engine, settings=settings, indexes=indexes)
 
 
 @task(name="ingest-failure-batch", **DB_TASK_OPTIONS)
-def ingest_failure_batch(raw_events: list[Any], indexes: list[int] | None = None) -> BatchResult:
-    """Return the outcome of storing one batch of failure events."""
+def ingest_failure_batch(
+    raw_events: list[Any], indexes: list[int] | None = None, generate: bool = True
+) -> BatchResult:
+    """Return the outcome of storing one batch of failure events (and building its tests)."""
     return process_failures(
-        raw_events, engine=get_engine(), settings=get_settings(), indexes=indexes
+        raw_events,
+        engine=get_engine(),
+        settings=get_settings(),
+        indexes=indexes,
+        generate=generate,
     )
 
 

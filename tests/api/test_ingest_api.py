@@ -22,7 +22,7 @@ from immunity.examples.sample_service.server import start_server
 from immunity.models.db import get_engine
 from immunity.models.settings import Environment, Settings
 from immunity.models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
-from tests.tasks.test_ingest_pipeline import recipe_failure
+from tests.tasks.ingest.test_pipeline import recipe_failure
 
 TOKEN = "imm_test_token"
 LIMIT = 64 * 1024
@@ -192,3 +192,35 @@ def test_fuzzed_payloads_never_crash_and_accounting_is_exact(
     assert body["accepted"] + len(body["rejected"]) == len(batch)
     stored = _count(api.db_url, FailureEvent) - before  # type: ignore[attr-defined]
     assert stored == body["accepted"]
+
+
+def _schema(openapi: dict, node: dict) -> dict:
+    ref = node.get("$ref")
+    return openapi["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else node
+
+
+def test_openapi_describes_the_ingest_bodies_and_answers(api: httpx.Client) -> None:
+    openapi = api.get("/openapi.json").json()
+    paths = openapi["paths"]
+    for path, field in (("/api/v1/failures", "error_type"), ("/api/v1/successes", "operation")):
+        post = paths[path]["post"]
+        events, wrapped = post["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+        assert events["type"] == "array" and field in events["items"]["required"]
+        assert wrapped["properties"]["events"] == events
+        assert "$ref" not in json.dumps(events)  # inlined: nothing points at a missing $defs
+        answer = _schema(openapi, post["responses"]["200"]["content"]["application/json"]["schema"])
+        assert {"accepted", "rejected", "tests_created"} <= set(answer["properties"])
+        assert "400" in post["responses"] and "401" in post["responses"]
+    failure = paths["/api/v1/failures"]["post"]["requestBody"]["content"]["application/json"]
+    request = failure["schema"]["oneOf"][0]["items"]["properties"]["request"]
+    assert any(option.get("properties", {}).get("method") for option in request["anyOf"])
+
+    envelope = paths["/api/{project_id}/envelope/"]["post"]
+    assert "application/x-sentry-envelope" in envelope["requestBody"]["content"]
+    store = paths["/api/{project_id}/store/"]["post"]
+    assert (
+        "exception" in store["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    )
+    for route in (envelope, store):
+        answer = route["responses"]["200"]["content"]["application/json"]["schema"]
+        assert {"id", "sessions"} <= set(_schema(openapi, answer)["properties"])

@@ -60,7 +60,7 @@ from immunity.examples.synthetic import synthetic_events
 from immunity.models.db import get_engine
 from immunity.models.settings import Settings
 from immunity.models.tables import FailureEvent, RegressionTest, Signature
-from immunity.tasks.generate.generation import create_regression_tests
+from immunity.tasks.generate.generation import sweep
 from immunity.tasks.shared.schema import upgrade_database
 from tests.api._outage_postgres import PrivatePostgres, find_server_binaries
 
@@ -180,7 +180,7 @@ def _test_problems(engine: Engine, threshold: int) -> OneTestProblems:
 
 def _sweep(engine: Engine, settings: Settings) -> int:
     """Run what the scheduled generation sweep runs (the safety net); return tests created."""
-    return sum(o.created for o in create_regression_tests(None, engine=engine, settings=settings))
+    return sum(o.created for o in sweep(None, engine=engine, settings=settings).generated)
 
 
 # --- explaining a mismatch -------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 import immunity.flows.ingest  # noqa: F401  (see below)
-from immunity.cli.ingest_log import MAX_CHUNK_EVENTS, chunk_events, register
+from immunity.cli.ingest_log import register
 from immunity.models.db import get_engine
 from immunity.models.tables import FailureEvent, RegressionTest, Signature
 
@@ -109,16 +108,16 @@ def test_ingest_log_groups_one_bug_and_explains_why_it_has_no_test(
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_ingest_log_sends_large_logs_in_chunks(fresh_store: str, tmp_path: Path) -> None:
+def test_ingest_log_sends_large_logs_in_batches(fresh_store: str, tmp_path: Path) -> None:
     path = tmp_path / "big.log"
-    count = MAX_CHUNK_EVENTS * 2 + 17
+    count = 50 * 2 + 17
     with path.open("w", encoding="utf-8") as handle:
         for n in range(count):
             handle.write(_lost_order(f"2026-11-20 10:{n // 60:02d}:{n % 60:02d},000", n, 40))
         handle.write("2026-11-20 12:00:00,000 INFO [shop] caf\xe9 \n")
     with path.open("ab") as handle:
         handle.write(b"2026-11-20 12:00:01,000 INFO [shop] bad bytes \xff\xfe\n")
-    result = runner.invoke(_app(), ["ingest-log", str(path), "--no-generate"])
+    result = runner.invoke(_app(), ["ingest-log", str(path), "--no-generate", "--batch-size", "50"])
     assert result.exit_code == 0, result.output
     assert f"found {count} traceback(s): accepted {count}, rejected 0" in result.output
     assert "1 new signature(s); 0 test(s) created" in result.output
@@ -140,12 +139,19 @@ def test_ingest_log_says_so_when_a_log_has_no_traceback(fresh_store: str, tmp_pa
     assert result.exit_code == 0 and "no Python tracebacks found" in result.output
 
 
-def test_chunks_stay_under_the_event_and_byte_limits() -> None:
-    small = [{"error_type": "E", "message": str(n)} for n in range(450)]
-    assert [len(c) for c in chunk_events(iter(small))] == [200, 200, 50]
-    big = [{"error_type": "E", "message": "x" * 1000} for _ in range(10)]
-    chunks = list(chunk_events(iter(big), max_bytes=3_500))
-    assert [len(c) for c in chunks] == [3, 3, 3, 1]
-    assert all(len(json.dumps(c)) <= 3_500 + 10 for c in chunks)
-    # One event over the byte limit still goes, alone.
-    assert [len(c) for c in chunk_events(iter(big), max_bytes=10)] == [1] * 10
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_log_names_the_line_of_each_rejected_traceback(
+    fresh_store: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "shop.log"
+    path.write_text(LOG, encoding="utf-8")
+    too_long = "e" * 65  # an environment name is at most 64 characters: every event is refused
+    result = runner.invoke(
+        _app(), ["ingest-log", str(path), "--environment", too_long, "--batch-size", "3"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "found 4 traceback(s): accepted 0, rejected 4" in result.output
+    for line in (2, 11, 19, 31):
+        assert f"traceback at line {line}: environment" in result.output
+    with Session(get_engine(fresh_store)) as session:
+        assert session.exec(select(Signature)).all() == []

@@ -45,7 +45,7 @@ from immunity.models.heal_tables import FixProposal
 from immunity.models.settings import Settings
 from immunity.models.tables import SuiteRun
 from immunity.tasks.heal.git_repo import branch_exists
-from immunity.tasks.ingest.pipeline import ingest_and_generate
+from immunity.tasks.ingest.pipeline import process_failures
 from immunity.tasks.shared.target import running_target
 from tests.deployments.prefect_server import PrefectServer
 from tests.flows.heal_support import SOURCE_ROOTS, first_bug
@@ -95,7 +95,9 @@ def serve(
             {"production": {"base_url": production, "is_production": False}}
         )
         settings = Settings(database_url=store, data_dir=tmp_path / "data")
-        _, generated = ingest_and_generate(events, engine=get_engine(store), settings=settings)
+        generated = process_failures(
+            events, engine=get_engine(store), settings=settings, generate=True
+        ).generated
         assert [outcome.created for outcome in generated] == [True]
         process_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMMUNITY_"))},

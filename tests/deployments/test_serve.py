@@ -20,6 +20,7 @@ def test_every_flow_is_a_deployment_with_its_schedule() -> None:
     deployments = {d.name: d for d in build_deployments()}
     assert set(deployments) == {
         "ingest-file",
+        "ingest-log",
         "ingest-failures",
         "ingest-successes",
         "generation-sweep",

@@ -16,11 +16,12 @@ from sqlmodel import Session, select
 
 from immunity.examples.synthetic import synthetic_events
 from immunity.flows.generate import generate_regression_tests
-from immunity.flows.ingest import ingest_failures, ingest_file
+from immunity.flows.ingest import ingest_failures, ingest_file, ingest_log
 from immunity.models.db import get_engine
 from immunity.models.tables import RegressionTest, Signature
+from immunity.tasks.ingest.pipeline import process_failures
 from immunity.tasks.shared.dashboards import GENERATION_ARTIFACT_KEY
-from tests.tasks.test_ingest_pipeline import recipe_failure
+from tests.tasks.ingest.test_pipeline import recipe_failure, settings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +38,43 @@ def test_ingest_flow_generates_a_test_and_publishes_it(store: str) -> None:
         test = session.exec(select(RegressionTest)).one()
         signature = session.exec(select(Signature)).one()
     assert signature.test_id == test.id and signature.occurrence_count == 3
+    assert any(test.name in json.dumps(a.data) for a in generation_artifacts())
+    assert generate_regression_tests() == []  # the sweep finds nothing left to do
+
+
+def generation_artifacts() -> list:
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
+        return client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[GENERATION_ARTIFACT_KEY]))
         )
-    assert any(test.name in json.dumps(a.data) for a in artifacts)
-    assert generate_regression_tests() == []  # the sweep finds nothing left to do
+
+
+def test_the_pipeline_outside_a_run_builds_the_test_and_publishes_nothing(store: str) -> None:
+    before = len(generation_artifacts())
+    events = [recipe_failure(n) for n in range(3)]
+    result = process_failures(events, engine=get_engine(store), settings=settings(), generate=True)
+    assert [o.created for o in result.generated] == [True] and result.verify
+    assert len(generation_artifacts()) == before
+
+
+def test_ingest_log_flow_sums_its_batches(store: str, tmp_path: Path) -> None:
+    tracebacks = "".join(
+        f"2026-11-20 09:0{n}:00,000 ERROR [shop] checkout failed\n"
+        "Traceback (most recent call last):\n"
+        f'  File "/srv/shop/pricing.py", line {40 + n}, in price_order\n'
+        "    return ORDERS[order_id].total\n"
+        f"KeyError: {n}\n"
+        for n in range(5)
+    )
+    path = tmp_path / "shop.log"
+    path.write_text(tracebacks, encoding="utf-8")
+    report = ingest_log(str(path), environment="staging", batch_size=2)
+    assert (report.accepted, report.rejected, report.new_signatures) == (5, [], 1)
+    # A candidate in two batches (the 3rd and 5th occurrences), one outcome: why it has no test.
+    [outcome] = report.generated
+    assert not outcome.created and outcome.reason == "no sample carries an HTTP request"
+    with Session(get_engine(store)) as session:
+        assert session.exec(select(Signature)).one().occurrence_count == 5
 
 
 def test_ingest_file_streams_batches_and_names_bad_lines(store: str, tmp_path: Path) -> None:

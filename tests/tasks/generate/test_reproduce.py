@@ -14,7 +14,7 @@ from immunity.models.db import create_schema
 from immunity.models.settings import Environment, Settings
 from immunity.models.tables import RegressionTest, Signature
 from immunity.tasks.generate.reproduce import verify_tests
-from immunity.tasks.ingest.pipeline import ingest_and_generate
+from immunity.tasks.ingest.pipeline import process_failures
 
 RECIPE = {"prompt": "Build recipe website with search", "framework": "react"}
 
@@ -51,21 +51,26 @@ def test_a_later_complete_capture_replaces_the_spec_and_reproduces(
     settings = Settings(
         environments={"staging": Environment(base_url=sample)}, reproduction_retry_minutes=60
     )
-    result, outcomes = ingest_and_generate(
-        [failure(sample, None) for _ in range(3)], engine=engine, settings=settings
+    result = process_failures(
+        [failure(sample, None) for _ in range(3)], engine=engine, settings=settings, generate=True
     )
-    [created] = [o.test_id for o in outcomes if o.created]
+    [created] = [o.test_id for o in result.generated if o.created]
     assert result.verify == [created]
     [checked] = verify_tests(engine, settings, result.verify)
     assert checked.reproduction == "not_reproduced" and "422" in (checked.reason or "")
 
     # Another occurrence with the same poor capture: checked less than an hour ago, not due.
-    result, _ = ingest_and_generate([failure(sample, None)], engine=engine, settings=settings)
+    result = process_failures(
+        [failure(sample, None)], engine=engine, settings=settings, generate=True
+    )
     assert result.rechecks and result.verify == []
 
     # An occurrence whose capture has the body replaces the spec and is checked at once.
-    result, _ = ingest_and_generate(
-        [failure(sample, RECIPE, **{"x-request-id": "r-9"})], engine=engine, settings=settings
+    result = process_failures(
+        [failure(sample, RECIPE, **{"x-request-id": "r-9"})],
+        engine=engine,
+        settings=settings,
+        generate=True,
     )
     assert result.verify == [created]
     with Session(engine) as session:
@@ -83,15 +88,17 @@ def test_a_later_complete_capture_replaces_the_spec_and_reproduces(
     assert signature.occurrence_count == 5
     assert test.reproduction_evidence["actual_status"] == 500
     # Trusted now: no more re-checks on later occurrences.
-    result, _ = ingest_and_generate([failure(sample, RECIPE)], engine=engine, settings=settings)
+    result = process_failures(
+        [failure(sample, RECIPE)], engine=engine, settings=settings, generate=True
+    )
     assert (result.rechecks, result.verify) == ([], [])
 
 
 def test_unsafe_replays_against_production_stay_unverified(engine: Engine, sample: str) -> None:
     create_schema(engine)
     settings = Settings(environments={"staging": Environment(base_url=sample, is_production=True)})
-    result, _ = ingest_and_generate(
-        [failure(sample, RECIPE) for _ in range(3)], engine=engine, settings=settings
+    result = process_failures(
+        [failure(sample, RECIPE) for _ in range(3)], engine=engine, settings=settings, generate=True
     )
     [checked] = verify_tests(engine, settings, result.verify)
     assert checked.reproduction == "unverified" and "refused" in (checked.reason or "")

@@ -9,7 +9,7 @@ from immunity.models.db import create_schema
 from immunity.models.settings import Environment, Settings
 from immunity.models.tables import RegressionTest
 from immunity.tasks.generate.uigen import ui_replay_spec
-from immunity.tasks.ingest.pipeline import ingest_and_generate
+from immunity.tasks.ingest.pipeline import process_failures
 
 STAGING = Environment(base_url="http://127.0.0.1:8123")
 CRUMBS = [
@@ -65,10 +65,10 @@ def browser_error(n: int) -> dict:
 def test_a_recurring_page_error_gets_one_ui_regression_test(engine: Engine) -> None:
     create_schema(engine)
     settings = Settings(environments={"staging": STAGING})
-    result, outcomes = ingest_and_generate(
-        [browser_error(n) for n in range(3)], engine=engine, settings=settings
+    result = process_failures(
+        [browser_error(n) for n in range(3)], engine=engine, settings=settings, generate=True
     )
-    [created] = [o for o in outcomes if o.created]
+    [created] = [o for o in result.generated if o.created]
     with Session(engine) as session:
         test = session.exec(select(RegressionTest)).one()
     assert test.id == created.test_id and result.verify == [test.id]

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
+from immunity.models.db import create_schema, get_engine
 from immunity.models.settings import Environment, Settings
-from immunity.models.tables import FailureEvent, OccurrenceBucket, RegressionTest, Signature
-from immunity.tasks.generate.generation import create_regression_tests
-from immunity.tasks.ingest.pipeline import PREPARE_CHUNK, process_failures, process_successes
+from immunity.models.tables import (
+    FailureEvent,
+    OccurrenceBucket,
+    RegressionTest,
+    Signature,
+    SuccessEvent,
+)
+from immunity.tasks.generate.generation import sweep
+from immunity.tasks.ingest.pipeline import (
+    PREPARE_CHUNK,
+    ingest_events,
+    process_failures,
+    process_successes,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -154,13 +167,12 @@ def test_third_occurrence_builds_exactly_one_linked_test(engine: Engine) -> None
     first = process_failures([recipe_failure(1), recipe_failure(2)], engine=engine, settings=config)
     assert first.candidates == []
     third = process_failures(
-        [recipe_failure(3, NOW + timedelta(days=1))], engine=engine, settings=config
+        [recipe_failure(3, NOW + timedelta(days=1))], engine=engine, settings=config, generate=True
     )
     assert len(third.candidates) == 1
-    outcomes = create_regression_tests(third.candidates, engine=engine, settings=config)
-    assert [o.created for o in outcomes] == [True]
-    again = create_regression_tests(None, engine=engine, settings=config)
-    assert again == []
+    assert [o.created for o in third.generated] == [True]
+    assert third.verify == [third.generated[0].test_id]  # due for its reproduction check
+    assert sweep(None, engine=engine, settings=config).generated == []
     test = one(engine, RegressionTest)
     signature = one(engine, Signature)
     assert test.name == f"regression_dependency_validation_error_{signature.fingerprint[:8]}"
@@ -176,21 +188,20 @@ def test_third_occurrence_builds_exactly_one_linked_test(engine: Engine) -> None
 def test_occurrences_spread_beyond_the_window_build_no_test(engine: Engine) -> None:
     config = settings()
     batch = [recipe_failure(n, NOW + timedelta(days=8 * n)) for n in range(3)]
-    result = process_failures(batch, engine=engine, settings=config)
+    result = process_failures(batch, engine=engine, settings=config, generate=True)
     assert result.candidates  # three in all …
-    assert create_regression_tests(result.candidates, engine=engine, settings=config) == []
+    assert result.generated == []
     assert count(engine, RegressionTest) == 0  # … but never three within seven days
 
 
 def test_signature_without_replayable_sample_says_why_until_one_arrives(engine: Engine) -> None:
     config = settings()
     batch = [recipe_failure(n, request=None) for n in range(3)]
-    result = process_failures(batch, engine=engine, settings=config)
-    [outcome] = create_regression_tests(result.candidates, engine=engine, settings=config)
+    [outcome] = process_failures(batch, engine=engine, settings=config, generate=True).generated
     assert not outcome.created and "no sample carries an HTTP request" in outcome.reason
     assert one(engine, Signature).untestable_reason == outcome.reason
-    result = process_failures([recipe_failure(9)], engine=engine, settings=config)
-    [outcome] = create_regression_tests(result.candidates, engine=engine, settings=config)
+    result = process_failures([recipe_failure(9)], engine=engine, settings=config, generate=True)
+    [outcome] = result.generated
     assert outcome.created
     assert one(engine, Signature).untestable_reason is None
 
@@ -245,3 +256,45 @@ def test_text_postgresql_refuses_is_cleaned_and_still_counted_once(engine: Engin
         settings=settings(),
     )
     assert successes.accepted == 1
+
+
+def test_a_test_the_store_refuses_leaves_the_batch_stored_and_the_signature_a_candidate(
+    tmp_path: Path,
+) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'refusing.db'}")
+    create_schema(engine)
+    with engine.begin() as conn:  # the store refuses every new test, as a full disk would
+        conn.execute(
+            text(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON {RegressionTest.__tablename__} "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        )
+    config = settings()
+    batch = [recipe_failure(n) for n in range(3)]
+    result = process_failures(batch, engine=engine, settings=config, generate=True)
+    assert result.accepted == 3 and result.candidates and result.generated == []
+    signature = one(engine, Signature)
+    assert (signature.occurrence_count, signature.test_id) == (3, None)
+    assert count(engine, FailureEvent) == 3 and count(engine, RegressionTest) == 0
+
+    with engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse"))
+    result = process_failures([recipe_failure(4)], engine=engine, settings=config, generate=True)
+    assert [o.created for o in result.generated] == [True]  # the next occurrence builds it
+    assert one(engine, Signature).occurrence_count == 4
+
+
+def test_all_or_nothing_stores_nothing_when_any_event_is_bad(engine: Engine) -> None:
+    failures = [recipe_failure(n) for n in range(3)]
+    successes = [{"operation": "GET /x"}, {"duration_ms": -1}]
+    result = ingest_events(
+        failures, successes, engine=engine, settings=settings(), all_or_nothing=True
+    )
+    assert result.accepted == 0 and [r.index for r in result.rejected] == [1]
+    assert count(engine, Signature) == 0 and count(engine, SuccessEvent) == 0
+    result = ingest_events(
+        failures, successes[:1], engine=engine, settings=settings(), all_or_nothing=True
+    )
+    assert result.accepted == 4 and not result.rejected
+    assert count(engine, FailureEvent) == 3 and count(engine, SuccessEvent) == 1

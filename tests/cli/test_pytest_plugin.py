@@ -256,11 +256,16 @@ def test_without_immunity_db_nothing_is_collected(tmp_path: Path, service: str) 
     assert "no tests ran" in run.output and run.outcomes == {}
 
 
-def test_the_plugin_imports_nothing_of_ours() -> None:
+def test_the_plugin_imports_nothing_of_ours(tmp_path: Path) -> None:
+    # Every pytest run in a project with immunity installed loads the plugin: it must stay light.
     code = (
-        "import sys, cli.pytest_plugin;"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in"
-        " ('models', 'tasks', 'flows', 'sqlalchemy', 'pydantic', 'prefect')))"
+        "import sys, immunity.cli.pytest_plugin;"
+        "heavy = ('immunity.models', 'immunity.tasks', 'immunity.flows', 'sqlalchemy', 'pydantic',"
+        " 'prefect');"
+        "light = ('immunity.models', 'immunity.models.errors');"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy) and m not in light))"
     )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
     assert output.stdout.strip() == "[]", output.stderr

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import httpx
 
+from immunity.models.errors import UnavailableError
+
 __all__ = ["Piece", "Stack", "StackError"]
 
 STOP_TIMEOUT_S = 30.0
 
 
-class StackError(RuntimeError):
+class StackError(UnavailableError):
     """A piece did not start or died."""
 
 

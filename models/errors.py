@@ -1,14 +1,16 @@
-"""The one exception tree of immunity: catch `ImmunityError` for anything immunity raises on purpose.
+"""The one exception tree: catch `ImmunityError` for anything immunity raises on purpose.
 
     ImmunityError
-    ├── NotFoundError          a signature, test, proposal, deployment or experiment that is not there
-    ├── InvalidInputError      input that cannot be used as given (a bad definition, event, setting)
+    ├── NotFoundError          a signature, test, proposal, deployment or experiment not there
+    ├── InvalidInputError      input that cannot be used as given (a bad definition, setting)
+    │   └── MalformedInputError    input that cannot even be read (not JSON, not the format)
     ├── ConflictError          a request that contradicts the current state (a decided proposal)
     ├── RefusedError           something immunity will not do (a deploy below the gate)
     └── UnavailableError       a dependency that is away (the store, the LLM, git, the target)
 
 Each branch also derives from the builtin a caller would expect (`LookupError`, `ValueError`,
-`RuntimeError`), so existing `except ValueError` code keeps working. The HTTP API maps these
+`RuntimeError`), so existing `except ValueError` code keeps working; a leaf that was a
+`ValueError` before it joined a `RuntimeError` branch names both. The HTTP API maps these
 branches to status codes in one place (`immunity.api.errors`).
 """
 
@@ -18,6 +20,7 @@ __all__ = [
     "ConflictError",
     "ImmunityError",
     "InvalidInputError",
+    "MalformedInputError",
     "NotFoundError",
     "RefusedError",
     "UnavailableError",
@@ -34,6 +37,10 @@ class NotFoundError(ImmunityError, LookupError):
 
 class InvalidInputError(ImmunityError, ValueError):
     """Input that cannot be used as given; the message names what is wrong."""
+
+
+class MalformedInputError(InvalidInputError):
+    """Input that cannot even be read (bad JSON, bad compression, not Sentry's wire format)."""
 
 
 class ConflictError(ImmunityError, RuntimeError):

@@ -20,6 +20,7 @@ from immunity.models.db import get_engine
 from immunity.models.deploy_tables import Experiment, ExperimentResult
 from immunity.models.deploy_targets import TargetOutcome
 from immunity.models.enums import ExecutionStatus, ExperimentStatus
+from immunity.models.errors import NotFoundError
 from immunity.models.experiments import ExperimentSummary, RoundCounts, Variant
 from immunity.models.results import CaseResult
 from immunity.models.schemas import utcnow
@@ -55,7 +56,7 @@ METHODS = ("fisher", "beta_binomial")
 _NO_RETRY = {"cache_policy": NO_CACHE}
 
 
-class ExperimentNotFoundError(LookupError):
+class ExperimentNotFoundError(NotFoundError):
     """No experiment has this id."""
 
 

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from immunity.models.deploy_tables import Deployment
 from immunity.models.enums import DeploymentStatus
+from immunity.models.errors import NotFoundError
 from immunity.models.schemas import utcnow
 from immunity.models.tables import Signature
 
@@ -35,7 +36,7 @@ _FINAL = {
 }
 
 
-class DeploymentNotFoundError(LookupError):
+class DeploymentNotFoundError(NotFoundError):
     def __init__(self, deployment_id: int) -> None:
         super().__init__(f"deployment {deployment_id} does not exist")
 

@@ -15,6 +15,7 @@ from immunity.models.deploy_tables import Deployment
 from immunity.models.deploy_targets import TargetOutcome
 from immunity.models.deploys import DeployPlan, GateResult, WatchReport
 from immunity.models.enums import FixStatus
+from immunity.models.errors import RefusedError
 from immunity.models.heal_tables import FixProposal
 from immunity.models.schemas import utcnow
 from immunity.models.settings import get_settings
@@ -48,7 +49,7 @@ __all__ = [
 _NO_CACHE = {"cache_policy": NO_CACHE}
 
 
-class DeployRefusedError(ValueError):
+class DeployRefusedError(RefusedError, ValueError):
     """The deployment cannot even be planned (unknown target, fix not approved, no ref)."""
 
 

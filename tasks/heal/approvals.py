@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from immunity.models.db import session_scope
 from immunity.models.enums import FixStatus
+from immunity.models.errors import ConflictError
 from immunity.models.fixes import Approval
 from immunity.models.heal_tables import FixProposal
 from immunity.tasks.heal.store import get_proposal
@@ -25,7 +26,7 @@ __all__ = ["DecisionConflictError", "submit_decision", "wait_for_decision"]
 PAUSE_WAIT_S = 15.0
 
 
-class DecisionConflictError(RuntimeError):
+class DecisionConflictError(ConflictError):
     """The proposal is not waiting for a decision (decided, expired, or its run is gone)."""
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from immunity.models.errors import NotFoundError
 from immunity.models.fixes import (
     FixContext,
     SampleInfo,
@@ -26,7 +27,7 @@ SAMPLES = 3
 PATTERNS = 10
 
 
-class SignatureNotFoundError(LookupError):
+class SignatureNotFoundError(NotFoundError):
     def __init__(self, signature_id: int) -> None:
         super().__init__(f"signature {signature_id} does not exist")
         self.signature_id = signature_id

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from immunity.models.errors import UnavailableError
+
 __all__ = [
     "GitError",
     "DiffStats",
@@ -62,7 +64,7 @@ _REWRITE = re.compile(r" rewrite .+ \(\d+%\)")
 _AUTHOR = re.compile(r"\s*([^<>]*[^<>\s])\s*<([^<>\s]+)>\s*")
 
 
-class GitError(RuntimeError):
+class GitError(UnavailableError):
     """A git command failed, or its answer was not what we can use; the message says why."""
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from immunity.models.errors import ImmunityError, RefusedError, UnavailableError
 from immunity.models.fixes import AiFix
 from immunity.tasks.shared.scrub import scrub_url
 
@@ -45,11 +46,11 @@ _MAX_DETAIL_CHARS = 300
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}")
 
 
-class LlmError(Exception):
+class LlmError(ImmunityError):
     """The model gave no usable fix."""
 
 
-class LlmUnavailable(LlmError):
+class LlmUnavailable(LlmError, UnavailableError):
     """The endpoint did not answer: unreachable, too slow, overloaded, or refusing the key."""
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
@@ -57,7 +58,7 @@ class LlmUnavailable(LlmError):
         self.status_code = status_code
 
 
-class LlmRefused(LlmError):
+class LlmRefused(LlmError, RefusedError):
     """The model answered that it will not help (a refusal or the content filter)."""
 
 

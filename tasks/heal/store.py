@@ -13,6 +13,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from immunity.models.enums import FixStatus, RiskLevel
+from immunity.models.errors import ConflictError, NotFoundError
 from immunity.models.fixes import Candidate, DiffCheck, Verification
 from immunity.models.heal_tables import FixEvent, FixProposal
 from immunity.models.schemas import utcnow
@@ -50,13 +51,13 @@ OPEN_STATUSES = (
 )
 
 
-class ProposalNotFoundError(LookupError):
+class ProposalNotFoundError(NotFoundError):
     def __init__(self, proposal_id: int) -> None:
         super().__init__(f"fix proposal {proposal_id} does not exist")
         self.proposal_id = proposal_id
 
 
-class InvalidTransitionError(ValueError):
+class InvalidTransitionError(ConflictError, ValueError):
     def __init__(self, proposal: FixProposal, target: str) -> None:
         super().__init__(
             f"fix proposal {proposal.id} is {proposal.status}; it cannot become {target}"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from immunity.models.errors import MalformedInputError
 from immunity.tasks.ingest.prepare import truncate
 from immunity.tasks.ingest.storable import storable_text
 
@@ -43,7 +44,7 @@ _EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzin
 _CUT = "[…]"
 
 
-class SentryFormatError(ValueError):
+class SentryFormatError(MalformedInputError):
     """Input that is not Sentry's wire format; the message says what is wrong (for a 400)."""
 
 

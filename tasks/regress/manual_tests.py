@@ -9,13 +9,14 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from immunity.models.db import session_scope
+from immunity.models.errors import ConflictError
 from immunity.models.specs import TestDefinition
 from immunity.models.tables import RegressionTest
 
 __all__ = ["DefinitionConflictError", "SaveReport", "save_definitions"]
 
 
-class DefinitionConflictError(ValueError):
+class DefinitionConflictError(ConflictError, ValueError):
     """A definition's name is taken by a test it may not replace."""
 
 

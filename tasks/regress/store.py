@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from immunity.models.db import session_scope
 from immunity.models.enums import ExecutionStatus, Reproduction
+from immunity.models.errors import InvalidInputError
 from immunity.models.results import CaseResult, SuiteSummary, Transition
 from immunity.models.schemas import utcnow
 from immunity.models.settings import Environment, Settings
@@ -50,7 +51,7 @@ executions = TestExecution.__table__  # type: ignore[attr-defined]
 _GATING = (ExecutionStatus.FAILED, ExecutionStatus.ERROR)
 
 
-class UnknownEnvironmentError(ValueError):
+class UnknownEnvironmentError(InvalidInputError):
     """A run asked for an environment the settings do not define."""
 
     def __init__(self, name: str, known: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from immunity.models.errors import InvalidInputError
 from immunity.models.specs import TestDefinition
 
 __all__ = ["YAML_SUFFIXES", "DefinitionError", "load_definitions"]
@@ -15,7 +16,7 @@ __all__ = ["YAML_SUFFIXES", "DefinitionError", "load_definitions"]
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-class DefinitionError(ValueError):
+class DefinitionError(InvalidInputError):
     """A definition file that cannot be read or a test in it that does not validate."""
 
 

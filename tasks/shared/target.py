@@ -16,12 +16,14 @@ from pathlib import Path
 
 import httpx
 
+from immunity.models.errors import UnavailableError
+
 __all__ = ["TargetError", "free_port", "running_target", "wait_healthy"]
 
 _LOG_TAIL_CHARS = 2_000
 
 
-class TargetError(RuntimeError):
+class TargetError(UnavailableError):
     """The copy could not be started (bad command, crash at start-up, never healthy)."""
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from immunity.models.errors import InvalidInputError, UnavailableError
 from immunity.models.settings import DeployTarget
 
 __all__ = [
@@ -41,11 +42,11 @@ _MESSAGE_CHARS = 300
 T = TypeVar("T")
 
 
-class TargetConfigError(ValueError):
+class TargetConfigError(InvalidInputError):
     """A deployment target misses a field its kind needs; nothing was sent."""
 
 
-class FollowError(RuntimeError):
+class FollowError(UnavailableError):
     """A trigger or a poll failed for good, or the target's time ran out; the message says why."""
 
 

@@ -6,15 +6,36 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from fastapi import Request
 
 from immunity.api.errors import ApiError
 
-__all__ = ["hash_token", "new_token", "require_token", "sentry_key", "token_matches"]
+__all__ = [
+    "ALL_SCOPES",
+    "Principal",
+    "authenticate",
+    "hash_token",
+    "new_token",
+    "require_token",
+    "sentry_key",
+    "token_matches",
+]
 
 HASH_PREFIX = "sha256:"
+
+# What a principal may do: send events, read the store, decide fix proposals.
+ALL_SCOPES = frozenset({"ingest", "read", "decide"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: a name for logs and audit trails, and what it may do."""
+
+    name: str
+    scopes: frozenset[str] = ALL_SCOPES
 
 
 def new_token() -> str:
@@ -38,17 +59,25 @@ def token_matches(presented: str, allowed: Iterable[str]) -> bool:
     return found
 
 
-def require_token(request: Request) -> None:
-    """Refuse the request with 401 unless it carries a valid bearer token."""
+def authenticate(request: Request) -> Principal:
+    """Return the principal of the request's bearer token; 401 when it has none or a wrong one."""
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
         raise ApiError(
             401,
             "missing bearer token (Authorization: Bearer <token>)",
             {"WWW-Authenticate": "Bearer"},
         )
-    if not token_matches(presented.strip(), request.app.state.settings.api_tokens):
+    if not token_matches(presented, request.app.state.settings.api_tokens):
         raise ApiError(401, "invalid token", {"WWW-Authenticate": "Bearer"})
+    # Tokens carry no names yet: a prefix of the hash tells tokens apart without revealing one.
+    return Principal(name=f"token:{hash_token(presented)[len(HASH_PREFIX) :][:8]}")
+
+
+def require_token(request: Request) -> None:
+    """Refuse the request with 401 unless it carries a valid bearer token."""
+    authenticate(request)
 
 
 def sentry_key(request: Request) -> str | None:

@@ -1,4 +1,8 @@
-"""Reading request bodies safely: size limits before and after decompression, clear errors."""
+"""Reading request bodies safely: size limits before and after decompression, clear errors.
+
+Too large is a 413 and an unknown encoding a 415 (`ApiError`, HTTP-only); a body that cannot be
+read is a `MalformedInputError`, which the API answers with 400.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import brotli
 from fastapi import Request
 
 from immunity.api.errors import ApiError
+from immunity.models.errors import MalformedInputError
 
 __all__ = ["decode_json", "read_body"]
 
@@ -48,11 +53,11 @@ def _unbrotli(raw: bytes, limit: int) -> bytes:
         # The output limit stops a small bomb from inflating past the limit in memory.
         data = inflater.process(raw, output_buffer_limit=limit + 1)
     except brotli.error:
-        raise ApiError(400, "body is not valid br data") from None
+        raise MalformedInputError("body is not valid br data") from None
     if len(data) > limit or not inflater.can_accept_more_data():
         raise _too_large(limit)
     if not inflater.is_finished():
-        raise ApiError(400, "body is not valid br data (truncated)")
+        raise MalformedInputError("body is not valid br data (truncated)")
     return data
 
 
@@ -71,23 +76,23 @@ def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
             raise _too_large(limit)
         if inflater.eof:
             return data
-    raise ApiError(400, f"body is not valid {encoding} data")
+    raise MalformedInputError(f"body is not valid {encoding} data")
 
 
 def _refuse_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; PostgreSQL's jsonb would refuse them later, mid-batch.
-    raise ApiError(400, f"malformed JSON: {name} is not a JSON value")
+    raise MalformedInputError(f"malformed JSON: {name} is not a JSON value")
 
 
 def decode_json(data: bytes) -> Any:
-    """Return the parsed JSON of a body, or a 400 saying where it is malformed."""
+    """Return the parsed JSON of a body; MalformedInputError (a 400) says where it is not."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ApiError(400, f"body is not valid UTF-8 (byte {error.start})") from None
+        raise MalformedInputError(f"body is not valid UTF-8 (byte {error.start})") from None
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
-        raise ApiError(
-            400, f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        raise MalformedInputError(
+            f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None

@@ -24,8 +24,8 @@ from immunity.examples.synthetic import synthetic_events
 from immunity.flows.ingest import ingest_failures
 events = list(synthetic_events({events}, bugs={bugs}, seed=11, variant=int(sys.argv[1])))
 accepted = rejected = 0
-for start in range(0, len(events), 100):  # a flow run's parameters are capped at 512 KB
-    report = ingest_failures(events[start : start + 100], batch_size=50)
+for start in range(0, len(events), 200):  # a flow run's parameters are capped at 512 KB
+    report = ingest_failures(events[start : start + 200], batch_size=50)
     accepted, rejected = accepted + report.accepted, rejected + len(report.rejected)
 print("accepted", accepted, "rejected", rejected)
 """

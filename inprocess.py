@@ -17,15 +17,14 @@ from sqlalchemy import Engine
 
 from immunity.models.db import get_engine
 from immunity.models.enums import SignatureStatus, TestState
-from immunity.models.errors import ConflictError, ImmunityError, InvalidInputError, NotFoundError
+from immunity.models.errors import InvalidInputError
 from immunity.models.fixes import Approval
 from immunity.models.heal_tables import FixProposal
 from immunity.models.reports import IngestReport, RejectedEvent
 from immunity.models.settings import Settings, get_settings
 from immunity.models.tables import RegressionTest, Signature
 from immunity.tasks.generate.reproduce import verify_tests
-from immunity.tasks.heal.approvals import DecisionConflictError, submit_decision
-from immunity.tasks.heal.store import ProposalNotFoundError
+from immunity.tasks.heal.approvals import submit_decision
 from immunity.tasks.ingest.pipeline import BatchResult, process_failures, process_successes
 from immunity.tasks.shared import queries
 
@@ -157,12 +156,4 @@ def decide_fix(
         approval = Approval(approved=approved, reviewer=reviewer, notes=notes)
     except ValidationError as error:
         raise InvalidInputError(f"invalid decision: {error}") from None
-    try:
-        return submit_decision(engine, proposal_id, approval)
-    except ImmunityError:
-        raise
-    # The heal store's own errors, in the tree's terms for callers of the public API.
-    except ProposalNotFoundError as error:
-        raise NotFoundError(str(error)) from error
-    except DecisionConflictError as error:
-        raise ConflictError(str(error)) from error
+    return submit_decision(engine, proposal_id, approval)

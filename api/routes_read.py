@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
-from immunity.api.auth import require_token
+from immunity.api.auth import authenticate
+from immunity.api.deps import EngineDep
+from immunity.api.errors import error_responses
 from immunity.api.public import SignaturePage, SignaturePublic, TestPage, TestPublic
 from immunity.models.enums import SignatureStatus, TestState
 from immunity.tasks.shared.queries import list_signatures, list_tests, state_of_test
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["read"],
+    dependencies=[Depends(authenticate)],
+    responses=error_responses(401, 422, 503),
+)
 
 Limit = Annotated[int, Query(ge=1, le=500, description="How many to return (1–500).")]
 Offset = Annotated[int, Query(ge=0, description="How many to skip: the next page's start.")]
@@ -22,14 +29,14 @@ Offset = Annotated[int, Query(ge=0, description="How many to skip: the next page
 
 @router.get("/signatures", response_model=SignaturePage)
 async def get_signatures(
-    request: Request,
+    engine: EngineDep,
     status: Annotated[SignatureStatus | None, Query(description="Only this status.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> SignaturePage:
     """List signatures, most recently seen first; `offset` pages through them."""
     found = await run_in_threadpool(
-        list_signatures, request.app.state.engine, limit=limit, offset=offset, status=status
+        list_signatures, engine, limit=limit, offset=offset, status=status
     )
     return SignaturePage(
         signatures=[SignaturePublic.model_validate(row) for row in found],
@@ -40,7 +47,7 @@ async def get_signatures(
 
 @router.get("/tests", response_model=TestPage)
 async def get_tests(
-    request: Request,
+    engine: EngineDep,
     status: Annotated[
         TestState | None, Query(description="Only active, quarantined or inactive tests.")
     ] = None,
@@ -48,9 +55,7 @@ async def get_tests(
     offset: Offset = 0,
 ) -> TestPage:
     """List regression tests, newest first; `offset` pages through them."""
-    found = await run_in_threadpool(
-        list_tests, request.app.state.engine, limit=limit, offset=offset, state=status
-    )
+    found = await run_in_threadpool(list_tests, engine, limit=limit, offset=offset, state=status)
     return TestPage(
         tests=[
             TestPublic.model_validate({**row.model_dump(), "state": state_of_test(row)})

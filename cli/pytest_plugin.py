@@ -88,7 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from immunity.models.settings import Settings
     from immunity.models.specs import Selection
-    from immunity.tasks.regress.store import UnknownEnvironmentError
+    from immunity.tasks.regress.selection import UnknownEnvironmentError
 
     env_file = config.getoption("immunity_env_file") or os.environ.get("IMMUNITY_ENV_FILE") or None
     if env_file is not None and not os.path.isfile(env_file):
@@ -152,7 +152,7 @@ class ImmunityCollector(pytest.Collector):
         from immunity.models.db import get_engine
         from immunity.models.specs import TestCase
         from immunity.models.tables import RegressionTest
-        from immunity.tasks.regress.store import select_cases
+        from immunity.tasks.regress.selection import select_cases
 
         state = self.config.stash[_STATE]
         settings, engine = state.settings, get_engine(state.settings.database_url)

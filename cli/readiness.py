@@ -50,7 +50,7 @@ def readiness_table(readiness: Readiness) -> Table:
 
 def _measure(env: str | None) -> Readiness:
     from immunity.models.settings import get_settings
-    from immunity.tasks.regress.store import UnknownEnvironmentError
+    from immunity.tasks.regress.selection import UnknownEnvironmentError
 
     settings = get_settings()
     if env is not None and env not in settings.environments:

@@ -167,7 +167,8 @@ def _run_suite(
     from immunity.models.db import get_engine
     from immunity.models.enums import Trigger
     from immunity.models.settings import get_settings
-    from immunity.tasks.regress.store import UnknownEnvironmentError, open_suite_run
+    from immunity.tasks.regress.selection import UnknownEnvironmentError
+    from immunity.tasks.regress.store import open_suite_run
 
     settings = get_settings()
     try:

@@ -29,7 +29,7 @@ from immunity.models.specs import Selection
 from immunity.models.tables import RegressionTest
 from immunity.tasks.deploy.significance import Decision, decide, fisher_exact, prob_b_beats_a
 from immunity.tasks.deploy.targets import TargetConfigError, trigger_and_follow
-from immunity.tasks.regress.store import select_cases
+from immunity.tasks.regress.selection import select_cases
 from immunity.tasks.shared.retry import DB_TASK_OPTIONS
 from immunity.tasks.shared.runner import run_any
 

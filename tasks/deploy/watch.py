@@ -24,7 +24,7 @@ from immunity.models.tables import (
     Signature,
     SuccessEvent,
 )
-from immunity.tasks.regress.store import select_cases
+from immunity.tasks.regress.selection import select_cases
 from immunity.tasks.shared.runner import run_any
 
 __all__ = ["judge", "run_watch_tests", "smoke_test_ids", "traffic_counts"]

@@ -34,7 +34,7 @@ from immunity.tasks.generate.capture import (
 from immunity.tasks.generate.testgen import replay_spec
 from immunity.tasks.ingest.prepare import PreparedFailure, prepare_failure
 from immunity.tasks.ingest.storable import storable_text
-from immunity.tasks.regress.store import case_for
+from immunity.tasks.regress.selection import case_for
 from immunity.tasks.shared.queries import UNTRUSTED_REPRODUCTION
 from immunity.tasks.shared.retry import DB_TASK_OPTIONS
 from immunity.tasks.shared.runner import refusal, run_any

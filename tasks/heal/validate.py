@@ -17,7 +17,7 @@ from immunity.models.specs import TestCase
 from immunity.models.tables import RegressionTest
 from immunity.tasks.heal.checks import check_diff
 from immunity.tasks.heal.git_repo import apply, apply_check, git_output, worktree
-from immunity.tasks.regress.store import case_for
+from immunity.tasks.regress.selection import case_for
 from immunity.tasks.shared.runner import run_any
 from immunity.tasks.shared.target import TargetError, running_target
 

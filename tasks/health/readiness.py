@@ -36,7 +36,7 @@ from immunity.models.schemas import utcnow
 from immunity.models.tables import RegressionTest, TestExecution
 from immunity.tasks.health.probes import database_probe, http_probe, tcp_probe
 from immunity.tasks.health.tasks import measure_failure_rate
-from immunity.tasks.regress.store import UnknownEnvironmentError, is_critical_type
+from immunity.tasks.regress.selection import UnknownEnvironmentError, is_critical_type
 
 if TYPE_CHECKING:
     from immunity.models.settings import Settings

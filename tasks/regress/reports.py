@@ -15,7 +15,7 @@ from immunity.models.results import CaseResult, SuiteSummary
 from immunity.models.settings import Settings, get_settings
 from immunity.models.tables import RegressionTest, TestExecution
 from immunity.tasks.regress.ci_reports import TestInfo, write_reports
-from immunity.tasks.regress.store import is_critical_type
+from immunity.tasks.regress.selection import is_critical_type
 from immunity.tasks.shared.queries import confidence_band
 
 __all__ = [

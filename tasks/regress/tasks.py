@@ -11,12 +11,12 @@ from immunity.models.db import get_engine
 from immunity.models.results import CaseResult, SuiteSummary, Transition
 from immunity.models.settings import get_settings
 from immunity.models.specs import Selection, TestCase
+from immunity.tasks.regress.selection import select_cases
 from immunity.tasks.regress.store import (
     RecordOutcome,
     close_suite_run,
     open_suite_run,
     record_results,
-    select_cases,
     set_total,
 )
 from immunity.tasks.shared.retry import DB_TASK_OPTIONS

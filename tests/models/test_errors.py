@@ -76,7 +76,7 @@ PLACED = [
     ("tasks.ingest.sentry.SentryFormatError", InvalidInputError, ValueError),
     ("tasks.regress.testdefs.DefinitionError", InvalidInputError, ValueError),
     ("tasks.regress.manual_tests.DefinitionConflictError", ConflictError, ValueError),
-    ("tasks.regress.store.UnknownEnvironmentError", InvalidInputError, ValueError),
+    ("tasks.regress.selection.UnknownEnvironmentError", InvalidInputError, ValueError),
     ("tasks.heal.llm.LlmUnavailable", UnavailableError, Exception),
     ("tasks.heal.llm.LlmRefused", RefusedError, Exception),
     ("tasks.heal.git_repo.GitError", UnavailableError, RuntimeError),

@@ -18,7 +18,7 @@ from immunity.models.schemas import utcnow
 from immunity.models.settings import Settings
 from immunity.models.tables import RegressionTest, TestExecution
 from immunity.tasks.health.readiness import band, gate_failures, measure_readiness, readiness_score
-from immunity.tasks.regress.store import UnknownEnvironmentError
+from immunity.tasks.regress.selection import UnknownEnvironmentError
 from tests.tasks.health.test_probes import probe_target
 from tests.tasks.test_health_alerts import failure, ingest, success
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -20,6 +21,8 @@ from immunity.models.reports import RejectedEvent
 from immunity.tasks.ingest.pipeline import BatchResult, process_failures, process_successes
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -102,6 +105,8 @@ async def health(request: Request) -> JSONResponse:
 
     try:
         await run_in_threadpool(ping)
-    except Exception as error:  # any failure to reach the store makes the service unhealthy
-        return JSONResponse({"status": "unavailable", "database": str(error)[:200]}, 503)
+    except Exception:  # any failure to reach the store makes the service unhealthy
+        # Unauthenticated: say only that it is away, never the error (it names host and port).
+        log.warning("health check: the store is unavailable", exc_info=True)
+        return JSONResponse({"status": "unavailable", "database": "unavailable"}, 503)
     return JSONResponse({"status": "ok", "database": "ok"})

@@ -22,6 +22,7 @@ from immunity.examples.sample_service.server import start_server
 from immunity.models.db import get_engine
 from immunity.models.settings import Environment, Settings
 from immunity.models.tables import FailureEvent, RegressionTest, Signature, SuccessEvent
+from immunity.tasks.shared.target import free_port
 from tests.tasks.ingest.test_pipeline import recipe_failure
 
 TOKEN = "imm_test_token"
@@ -224,3 +225,14 @@ def test_openapi_describes_the_ingest_bodies_and_answers(api: httpx.Client) -> N
     for route in (envelope, store):
         answer = route["responses"]["200"]["content"]["application/json"]["schema"]
         assert {"id", "sessions"} <= set(_schema(openapi, answer)["properties"])
+
+
+def test_health_says_unavailable_and_never_where_the_store_is() -> None:
+    # Nothing listens on this port: the store is away, and the answer must not say where it was.
+    port = free_port()
+    url = f"postgresql+psycopg://secret_user:secret_pw@127.0.0.1:{port}/immunity?connect_timeout=2"
+    with start_server(create_app(Settings(), get_engine(url))) as server:
+        answer = httpx.get(f"{server.base_url}/api/v1/health", timeout=30)
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "unavailable", "database": "unavailable"}
+    assert str(port) not in answer.text and "secret" not in answer.text

@@ -1,4 +1,4 @@
-"""Headless Chromium sessions for UI tests: a pool that reuses them, and what each one saw.
+"""Headless Chromium for UI tests: a pool that starts, reuses and quits sessions, and its options.
 
 Only Debian's `chromium` and `chromedriver` are used, by explicit path: a bare `Service()` would
 start Selenium Manager, which downloads drivers. Starting a session costs ~0.7 s and a local page
@@ -8,7 +8,6 @@ start Selenium Manager, which downloads drivers. Starting a session costs ~0.7 s
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -17,18 +16,15 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-from urllib.parse import urlsplit
 
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 
 from immunity.models.settings import Settings
-from immunity.models.specs import REPLAY_HEADER
+from immunity.tasks.shared.browser_session import Browser
 
-__all__ = ["Browser", "BrowserPool", "chromium_missing", "chromium_options"]
+__all__ = ["BrowserPool", "chromium_missing", "chromium_options"]
 
 _FLAGS = (
     "--headless=new",
@@ -42,10 +38,6 @@ _FLAGS = (
     "--window-size=1280,900",
 )
 _INSTALL_HINT = "install Debian's packages: apt-get install -y chromium chromium-driver"
-_MAX_TEXT = 500
-_LEAVE = "location.replace('about:blank')"
-_LEFT = "return document.URL === 'about:blank' && document.readyState === 'complete'"
-_LEAVE_TIMEOUT_S = 2.0
 _IDLE_CHECK_S = 5.0
 
 
@@ -85,142 +77,6 @@ def chromium_options(
         "perfLoggingPrefs", {"enableNetwork": True, "enablePage": False}
     )
     return options
-
-
-def _favicon(url: str) -> bool:
-    # Chromium asks every origin for /favicon.ico by itself; its 404 is not the page's failure.
-    return urlsplit(url).path == "/favicon.ico"
-
-
-class Browser:
-    """One Chrome session, with the console entries and requests seen since its lease began."""
-
-    def __init__(self, driver: WebDriver, number: int) -> None:
-        self.driver = driver
-        self.number = number
-        self.broken = False
-        self.idle_since = time.monotonic()
-        self.console: list[dict[str, Any]] = []
-        self.requests: dict[str, dict[str, Any]] = {}
-        self.origins: set[str] = set()
-
-    @property
-    def user_data_dir(self) -> str:
-        """The session's temporary profile directory (it names its processes' command lines)."""
-        return str(self.driver.capabilities.get("chrome", {}).get("userDataDir", ""))
-
-    def mark(self, marker: str) -> None:
-        """Send `X-Immunity-Replay: marker` with every request of this test's pages.
-
-        A target that reports its page errors back passes the mark on, so the errors immunity's
-        own replays cause are not counted as occurrences (see tasks/reproduce.py).
-        """
-        self.driver.execute_cdp_cmd("Network.enable", {})
-        self.driver.execute_cdp_cmd(
-            "Network.setExtraHTTPHeaders", {"headers": {REPLAY_HEADER: marker}}
-        )
-
-    def visit(self, url: str) -> None:
-        """Remember the origin of a page the test opens, so its storage is cleared afterwards."""
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https"):
-            self.origins.add(f"{parts.scheme}://{parts.netloc}")
-
-    def collect(self) -> None:
-        """Drain the browser's console and network logs into this lease's records."""
-        self.console.extend(self.driver.get_log("browser"))
-        for entry in self.driver.get_log("performance"):
-            try:
-                message = json.loads(entry["message"])["message"]
-            except (KeyError, TypeError, ValueError):
-                continue
-            self._network(message.get("method", ""), message.get("params", {}))
-
-    def _network(self, method: str, params: dict[str, Any]) -> None:
-        request_id = params.get("requestId")
-        if not request_id:
-            return
-        if method == "Network.requestWillBeSent":
-            request = params.get("request", {})
-            self.requests[request_id] = {
-                "url": str(request.get("url", ""))[:_MAX_TEXT],
-                "method": request.get("method", "GET"),
-                "type": params.get("type", "Other"),
-            }
-        elif method == "Network.responseReceived":
-            response = params.get("response", {})
-            record = self.requests.setdefault(
-                request_id, {"url": str(response.get("url", ""))[:_MAX_TEXT], "method": "GET"}
-            )
-            record.update(status=response.get("status"), type=params.get("type", "Other"))
-        elif method == "Network.loadingFailed":
-            record = self.requests.setdefault(request_id, {"url": "", "method": "GET"})
-            record.update(error=params.get("errorText", "failed"), canceled=params.get("canceled"))
-
-    def console_errors(self) -> list[dict[str, Any]]:
-        """Return the SEVERE console entries of this lease (the favicon's 404 left out)."""
-        return [
-            {"source": entry.get("source"), "message": str(entry.get("message", ""))[:_MAX_TEXT]}
-            for entry in self.console
-            if entry.get("level") == "SEVERE" and "/favicon.ico - " not in entry.get("message", "")
-        ]
-
-    def failed_requests(self) -> list[dict[str, Any]]:
-        """Return this lease's requests that failed or were answered ≥ 400."""
-        failed = []
-        for record in self.requests.values():
-            if _favicon(record["url"]) or record.get("canceled"):
-                continue  # a request cut short by the next navigation did not fail
-            if record.get("error") or (record.get("status") or 0) >= 400:
-                failed.append(record)
-        return failed
-
-    def alive(self) -> bool:
-        """Whether the session still answers."""
-        try:
-            self.driver.execute_script("return 1")
-        except Exception:  # any failure means the session is gone
-            return False
-        return True
-
-    def reset(self) -> None:
-        """Forget the last test: extra windows, the page, cookies, storage, the logs."""
-        driver = self.driver
-        handles = driver.window_handles
-        if len(handles) > 1:
-            for handle in handles[1:]:
-                driver.switch_to.window(handle)
-                driver.close()
-            driver.switch_to.window(handles[0])
-        # Leave the page first: its timers and unload handlers may still write storage or log.
-        self._leave_page()
-        self.collect()
-        for record in self.requests.values():  # pages reached by links, not only by `open`
-            if record.get("type") == "Document":
-                self.visit(record["url"])
-        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
-        for origin in self.origins:  # local and session storage, IndexedDB, caches, workers
-            driver.execute_cdp_cmd(
-                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}
-            )
-        self.begin()
-
-    def _leave_page(self) -> None:
-        # As the page itself would: the blank page stays in the page's renderer, ~30 ms cheaper
-        # than `get("about:blank")`, which swaps renderers there and back for the next test.
-        driver = self.driver
-        with contextlib.suppress(WebDriverException):
-            driver.execute_script(_LEAVE)
-            deadline = time.monotonic() + _LEAVE_TIMEOUT_S
-            while time.monotonic() < deadline:
-                if driver.execute_script(_LEFT):
-                    return
-                time.sleep(0.005)
-        driver.get("about:blank")  # a page that would not let go (an error page, a dialog)
-
-    def begin(self) -> None:
-        """Start a new lease: nothing seen yet."""
-        self.console, self.requests, self.origins = [], {}, set()
 
 
 def _descendants(pid: int) -> list[int]:

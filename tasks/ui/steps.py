@@ -34,7 +34,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
 from immunity.models.ui_specs import UiSpec, UiStep
-from immunity.tasks.shared.browser import Browser
+from immunity.tasks.shared.browser_session import Browser
 from immunity.tasks.shared.scrub import scrub_text, scrub_url
 
 __all__ = ["PageSteps", "StepBroken", "StepFailed", "short_error"]

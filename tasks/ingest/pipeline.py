@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import task
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from immunity.models.db import get_engine
@@ -147,6 +147,9 @@ def _follow_up(
         # commit at the savepoint's release) and under the row locks of the batch's signatures.
         with session.begin_nested():
             generation = generate_in(session, stored.candidates + result.rechecks, settings)
+    except (OperationalError, InterfaceError):
+        # The store went away: the whole batch rolls back and the caller hears so (503, retry).
+        raise
     except Exception:
         # A test that cannot be built now does not cost the batch its occurrences: the attempt
         # is rolled back alone, the candidates stay candidates for the next batch or the sweep.

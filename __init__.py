@@ -56,18 +56,18 @@ _HOMES = {
     "RefusedError": "immunity.models.errors",
     "Settings": "immunity.models.settings",
     "UnavailableError": "immunity.models.errors",
-    "decide_fix": "immunity.inprocess",
-    "ingest_failures": "immunity.inprocess",
-    "ingest_successes": "immunity.inprocess",
-    "list_signatures": "immunity.inprocess",
-    "list_tests": "immunity.inprocess",
+    "decide_fix": "immunity.api.inprocess",
+    "ingest_failures": "immunity.api.inprocess",
+    "ingest_successes": "immunity.api.inprocess",
+    "list_signatures": "immunity.api.inprocess",
+    "list_tests": "immunity.api.inprocess",
     "run_regression_suite": "immunity.flows.regress",
 }
 
 if TYPE_CHECKING:
     from immunity.api.client import ApiClientError, ApiResponseError, AsyncClient, Client
     from immunity.flows.regress import run_regression_suite
-    from immunity.inprocess import (
+    from immunity.api.inprocess import (
         decide_fix,
         ingest_failures,
         ingest_successes,

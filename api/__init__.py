@@ -1,1 +1,3 @@
-"""The HTTP service: ingest (native and Sentry-compatible), health; approvals come later."""
+"""How the outside uses immunity: the HTTP service (`app`: native, Sentry-compatible ingest, reads,
+fix decisions, health), its client (`client`: `immunity.Client`) and the in-process Python API
+(`inprocess`), all running the same pipelines as the flows."""

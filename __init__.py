@@ -66,7 +66,6 @@ _HOMES = {
 
 if TYPE_CHECKING:
     from immunity.api.client import ApiClientError, ApiResponseError, AsyncClient, Client
-    from immunity.flows.regress import run_regression_suite
     from immunity.api.inprocess import (
         decide_fix,
         ingest_failures,
@@ -74,6 +73,7 @@ if TYPE_CHECKING:
         list_signatures,
         list_tests,
     )
+    from immunity.flows.regress import run_regression_suite
     from immunity.models.errors import (
         ConflictError,
         ImmunityError,

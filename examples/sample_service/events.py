@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 Event = dict[str, Any]
-# The package the service runs from: `examples.` from a working copy, `immunity.examples.` installed.
+# The package the service runs from: `examples.` in a working copy, `immunity.examples.` installed.
 IN_APP_PREFIX = __name__.partition("sample_service")[0]
 MAX_CAPTURED_BODY = 1_000_000
 

@@ -53,7 +53,7 @@ def experiments_table(
 def experiments(limit: Annotated[int, typer.Option(help="How many to show.")] = 50) -> None:
     """List fix experiments, newest first: who won and on how many runs."""
     from immunity.models.db import get_engine
-    from immunity.tasks.deploy.experiments import list_experiments, sample_totals
+    from immunity.tasks.deploy.experiment_store import list_experiments, sample_totals
 
     engine = get_engine()
     found = list_experiments(engine, limit=limit)

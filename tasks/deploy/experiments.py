@@ -2,7 +2,7 @@
 
 Each variant is deployed to its own target; every round replays the affected tests a number of
 times against each variant's environment and stores the counts; the stop rule (tasks/significance)
-reads the totals. The store functions beside the tasks serve the CLI too.
+reads the totals. The store access is in tasks/deploy/experiment_store.py.
 """
 
 from __future__ import annotations
@@ -13,20 +13,27 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine
-from sqlmodel import Session, col, func, select
 
 from immunity.models.db import get_engine
 from immunity.models.deploy_tables import Experiment, ExperimentResult
 from immunity.models.deploy_targets import TargetOutcome
 from immunity.models.enums import ExecutionStatus, ExperimentStatus
-from immunity.models.errors import NotFoundError
 from immunity.models.experiments import ExperimentSummary, RoundCounts, Variant
 from immunity.models.results import CaseResult
 from immunity.models.schemas import utcnow
 from immunity.models.settings import Settings, get_settings
 from immunity.models.specs import Selection
-from immunity.models.tables import RegressionTest
+from immunity.tasks.deploy.experiment_store import (
+    add_experiment,
+    add_round,
+    experiment_results,
+    experiment_variants,
+    get_experiment,
+    missing_tests,
+    sample_totals,
+    summarize,
+    update_experiment,
+)
 from immunity.tasks.deploy.significance import Decision, decide, fisher_exact, prob_b_beats_a
 from immunity.tasks.deploy.targets import TargetConfigError, trigger_and_follow
 from immunity.tasks.regress.selection import select_cases
@@ -34,114 +41,21 @@ from immunity.tasks.shared.retry import DB_TASK_OPTIONS
 from immunity.tasks.shared.runner import run_any
 
 __all__ = [
-    "ExperimentNotFoundError",
     "conclude",
     "count_outcomes",
     "deploy_variant",
     "experiment_markdown",
     "fail_experiment",
-    "get_experiment",
     "judge",
-    "list_experiments",
     "publish_experiment",
     "record_promotion",
     "resolve_variants",
     "run_round",
-    "sample_totals",
     "start_experiment",
-    "summarize",
 ]
 
 METHODS = ("fisher", "beta_binomial")
 _NO_RETRY = {"cache_policy": NO_CACHE}
-
-
-class ExperimentNotFoundError(NotFoundError):
-    """No experiment has this id."""
-
-
-def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
-    """Return the experiment; ExperimentNotFoundError when there is none."""
-    with Session(engine) as session:
-        experiment = session.get(Experiment, experiment_id)
-    if experiment is None:
-        raise ExperimentNotFoundError(f"experiment {experiment_id} does not exist")
-    return experiment
-
-
-def list_experiments(engine: Engine, *, limit: int = 50) -> list[Experiment]:
-    """Return the newest experiments first."""
-    query = select(Experiment).order_by(col(Experiment.id).desc()).limit(limit)
-    with Session(engine) as session:
-        return list(session.exec(query).all())
-
-
-def sample_totals(
-    engine: Engine, experiment_ids: Sequence[int]
-) -> dict[int, dict[str, tuple[int, int]]]:
-    """Return experiment id → variant → (passed, failed) summed over its rounds."""
-    if not experiment_ids:
-        return {}
-    query = (
-        select(
-            ExperimentResult.experiment_id,
-            ExperimentResult.variant,
-            func.sum(ExperimentResult.passed),
-            func.sum(ExperimentResult.failed),
-        )
-        .where(col(ExperimentResult.experiment_id).in_(experiment_ids))
-        .group_by(col(ExperimentResult.experiment_id), col(ExperimentResult.variant))
-    )
-    totals: dict[int, dict[str, tuple[int, int]]] = {id_: {} for id_ in experiment_ids}
-    with Session(engine) as session:
-        for experiment_id, variant, passed, failed in session.exec(query).all():
-            totals[experiment_id][variant] = (int(passed), int(failed))
-    return totals
-
-
-def _results(engine: Engine, experiment_id: int) -> list[ExperimentResult]:
-    query = (
-        select(ExperimentResult)
-        .where(ExperimentResult.experiment_id == experiment_id)
-        .order_by(col(ExperimentResult.round), col(ExperimentResult.variant))
-    )
-    with Session(engine) as session:
-        return list(session.exec(query).all())
-
-
-def _update(engine: Engine, experiment_id: int, **fields: Any) -> Experiment:
-    with Session(engine, expire_on_commit=False) as session:
-        experiment = session.get(Experiment, experiment_id)
-        if experiment is None:
-            raise ExperimentNotFoundError(f"experiment {experiment_id} does not exist")
-        for name, value in fields.items():
-            setattr(experiment, name, value)
-        session.add(experiment)
-        session.commit()
-        return experiment
-
-
-def _variants(experiment: Experiment) -> list[Variant]:
-    return [Variant.model_validate(variant) for variant in experiment.variants]
-
-
-def summarize(engine: Engine, experiment: Experiment) -> ExperimentSummary:
-    """Return what the experiment found so far, with its totals and number of rounds."""
-    assert experiment.id is not None
-    results = _results(engine, experiment.id)
-    winner = next((v for v in _variants(experiment) if v.name == experiment.winner), None)
-    return ExperimentSummary(
-        experiment_id=experiment.id,
-        status=experiment.status,
-        winner=experiment.winner,
-        winner_ref=winner.promotable_ref if winner else None,
-        p_value=experiment.p_value,
-        posterior=experiment.posterior,
-        rounds=max((result.round for result in results), default=0),
-        samples=sample_totals(engine, [experiment.id])[experiment.id],
-        promoted_deployment_id=experiment.promoted_deployment_id,
-        detail=experiment.detail,
-    )
 
 
 def resolve_variants(variants: Sequence[dict[str, Any]], settings: Settings) -> list[Variant]:
@@ -189,7 +103,7 @@ def _rate(counts: tuple[int, int]) -> str:
 
 def experiment_markdown(experiment: Experiment, results: Sequence[ExperimentResult]) -> str:
     """Return the experiment as markdown: variants, one row per round, and the decision."""
-    variants = _variants(experiment)
+    variants = experiment_variants(experiment)
     names = [v.name for v in variants]
     lines = [
         f"# Fix experiment #{experiment.id}: {experiment.name}",
@@ -241,10 +155,7 @@ def start_experiment(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     resolved = resolve_variants(variants, settings)
     engine = get_engine()
-    with Session(engine) as session:
-        query = select(RegressionTest.id).where(col(RegressionTest.id).in_(test_ids))
-        found = set(session.exec(query).all())
-    missing = sorted(set(test_ids) - found)
+    missing = missing_tests(engine, test_ids)
     if not test_ids or missing:
         raise ValueError(f"an experiment needs existing tests; missing: {missing or 'all'}")
     experiment = Experiment(
@@ -257,11 +168,7 @@ def start_experiment(
         max_samples=settings.experiment_max_samples,
         flow_run_id=flow_run_id,
     )
-    with Session(engine, expire_on_commit=False) as session:
-        session.add(experiment)
-        session.commit()
-    assert experiment.id is not None
-    return experiment.id, resolved
+    return add_experiment(engine, experiment), resolved
 
 
 # No retries: the target follows its own deployment to the end; sending it twice deploys twice.
@@ -287,7 +194,7 @@ def deploy_variant(experiment_id: int, variant: Variant) -> TargetOutcome:
             {**v, "deployed_ref": outcome.ref} if v["name"] == variant.name else v
             for v in experiment.variants
         ]
-        _update(engine, experiment_id, variants=stored)
+        update_experiment(engine, experiment_id, variants=stored)
     return outcome
 
 
@@ -316,9 +223,7 @@ def run_round(
         passed=passed,
         failed=failed,
     )
-    with Session(engine) as session:
-        session.add(row)
-        session.commit()
+    add_round(engine, row)
     return RoundCounts(
         variant=variant.name, round=round_no, passed=passed, failed=failed, skipped=skipped
     )
@@ -329,7 +234,7 @@ def judge(experiment_id: int) -> Decision:
     """Return the stop rule's decision on the experiment's totals so far."""
     engine = get_engine()
     experiment = get_experiment(engine, experiment_id)
-    a, b = _variants(experiment)
+    a, b = experiment_variants(experiment)
     totals = sample_totals(engine, [experiment_id])[experiment_id]
     return decide(
         totals.get(a.name, (0, 0)),
@@ -346,7 +251,7 @@ def conclude(experiment_id: int, decision: Decision, rounds: int) -> ExperimentS
     """Record how the experiment ended; a decision that did not stop it means max_rounds did."""
     engine = get_engine()
     experiment = get_experiment(engine, experiment_id)
-    a, b = _variants(experiment)
+    a, b = experiment_variants(experiment)
     winner = {"A": a.name, "B": b.name}.get(decision.winner or "")
     if decision.stop and winner is not None:
         status, detail = ExperimentStatus.DECIDED, decision.reason
@@ -358,7 +263,7 @@ def conclude(experiment_id: int, decision: Decision, rounds: int) -> ExperimentS
     posterior = decision.posterior
     if posterior is not None and decision.winner == "A":
         posterior = 1.0 - posterior  # the winner's: P(p_A > p_B)
-    done = _update(
+    done = update_experiment(
         engine,
         experiment_id,
         status=status,
@@ -376,7 +281,9 @@ def fail_experiment(experiment_id: int, detail: str) -> ExperimentSummary:
     """Record that the experiment could not go on, and why."""
     engine = get_engine()
     status = ExperimentStatus.FAILED
-    done = _update(engine, experiment_id, status=status, detail=detail, finished_at=utcnow())
+    done = update_experiment(
+        engine, experiment_id, status=status, detail=detail, finished_at=utcnow()
+    )
     return summarize(engine, done)
 
 
@@ -386,7 +293,9 @@ def record_promotion(experiment_id: int, deployment_id: int, status: str) -> Exp
     engine = get_engine()
     experiment = get_experiment(engine, experiment_id)
     detail = f"{experiment.detail}; promoted as deployment #{deployment_id}: {status}"
-    done = _update(engine, experiment_id, promoted_deployment_id=deployment_id, detail=detail)
+    done = update_experiment(
+        engine, experiment_id, promoted_deployment_id=deployment_id, detail=detail
+    )
     return summarize(engine, done)
 
 
@@ -395,7 +304,7 @@ def publish_experiment(experiment_id: int) -> str:
     """Publish the experiment as the markdown artifact `experiment-<id>` and return it."""
     engine = get_engine()
     experiment = get_experiment(engine, experiment_id)
-    markdown = experiment_markdown(experiment, _results(engine, experiment_id))
+    markdown = experiment_markdown(experiment, experiment_results(engine, experiment_id))
     create_markdown_artifact(
         key=f"experiment-{experiment_id}",
         markdown=markdown,

@@ -70,7 +70,7 @@ PLACED = [
     ("tasks.shared.target.TargetError", UnavailableError, RuntimeError),
     ("tasks.deploy.targets._common.TargetConfigError", InvalidInputError, ValueError),
     ("tasks.deploy.targets._common.FollowError", UnavailableError, RuntimeError),
-    ("tasks.deploy.experiments.ExperimentNotFoundError", NotFoundError, LookupError),
+    ("tasks.deploy.experiment_store.ExperimentNotFoundError", NotFoundError, LookupError),
     ("tasks.deploy.store.DeploymentNotFoundError", NotFoundError, LookupError),
     ("tasks.deploy.tasks.DeployRefusedError", RefusedError, ValueError),
     ("tasks.ingest.sentry.SentryFormatError", InvalidInputError, ValueError),

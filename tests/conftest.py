@@ -35,6 +35,10 @@ def _hermetic_environment() -> None:
         if key.startswith(("IMMUNITY_", "PREFECT_")) and key not in _TEST_CONTROLS:
             del os.environ[key]
     os.environ["IMMUNITY_ENV_FILE"] = ""
+    # A terminal's width (or xdist's COLUMNS=80 in its workers) would fix the width of the CLI's
+    # consoles when they are created; tests that care set COLUMNS when they invoke a command.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
     home = tempfile.mkdtemp(prefix="immunity-tests-prefect-home-")
     atexit.register(shutil.rmtree, home, True)
     os.environ["PREFECT_HOME"] = home

@@ -15,7 +15,7 @@ from immunity.models.results import CheckResult, Observed
 from immunity.models.specs import Expectations
 from immunity.tasks.shared.expectations import evaluate, json_values
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def observed(body: Any = None, *, status: int = 200, latency_ms: float = 12.0) -> Observed:
@@ -434,7 +434,7 @@ def test_all_kinds_in_field_order() -> None:
 
 def test_importing_the_module_leaves_great_expectations_and_pandas_unimported() -> None:
     code = (
-        "import sys, tasks.expectations; "
+        "import sys, immunity.tasks.shared.expectations; "
         "loaded = {'great_expectations', 'pandas'} & set(sys.modules); "
         "assert not loaded, loaded"
     )

@@ -14,7 +14,7 @@ import pytest
 from immunity.tasks.shared.target import TargetError, running_target
 from tests.processes import gone, refused
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_SERVICE = "{python} -m examples.sample_service --port {port}"
 # Serves on {port} after writing its process id where the test can read it.
 RECORDING_SERVER = """\

@@ -28,13 +28,61 @@ DEFAULT_DATA_DIR = Path(".immunity")
 DEFAULT_ENV_FILE = ".env"
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 class Environment(BaseModel):
-    """A place the service runs; regression tests replay against its base URL."""
+    """A place the service runs; regression tests replay against its base URL.
+
+    Where replays go is configuration, never input: a report only chooses among the environments
+    that allow replays (`replay`), and only with the methods they allow (`replay_methods`).
+    """
 
     base_url: str = Field(description="Base URL the replayed paths are joined to.")
     is_production: bool = Field(
         default=False, description="Unsafe methods are not replayed here unless a test allows it."
     )
+    replay: bool | None = Field(
+        default=None,
+        description="May immunity send replays here? Default: never to production, yes elsewhere.",
+    )
+    replay_methods: list[str] | None = Field(
+        default=None,
+        description="Methods replays may use here. Default: GET, HEAD and OPTIONS in production,"
+        " any method elsewhere.",
+    )
+    replay_headers: list[str] = Field(
+        default_factory=list,
+        description="Request headers replayed here besides Content-Type, Accept,"
+        " Accept-Language and User-Agent.",
+    )
+    auth_headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="This environment's own auth, sent with every replay (never stored in a spec).",
+    )
+
+    @property
+    def allows_replay(self) -> bool:
+        """True when immunity may send replays to this environment."""
+        return (not self.is_production) if self.replay is None else self.replay
+
+    def allows_method(self, method: str) -> bool:
+        """True when a replay may use `method` here."""
+        if self.replay_methods is not None:
+            return method.upper() in {m.upper() for m in self.replay_methods}
+        return not self.is_production or method.upper() in SAFE_METHODS
+
+
+Scope = Literal["ingest", "read", "review", "admin"]
+
+
+class ApiToken(BaseModel):
+    """A token of the HTTP API, kept as its hash, with the principal it acts as and its scopes."""
+
+    hash: str = Field(description="`sha256:<hex>` of the token (the token itself is never kept).")
+    name: str = Field(description="The principal: who decisions made with it are recorded as.")
+    scopes: list[Scope] = Field(default_factory=lambda: ["ingest"])
+    project: str = Field(default="default", description="The project its events belong to.")
 
 
 class ClassificationRule(BaseModel):
@@ -120,7 +168,11 @@ class Settings(BaseSettings):
 
     # Ingest API: bearer tokens (raw, or "sha256:<hex>" as `immunity token create` writes them)
     # and Sentry DSN keys by project id.
-    api_tokens: list[str] = Field(default_factory=list)
+    api_tokens: list[ApiToken | str] = Field(
+        default_factory=list,
+        description="API tokens: entries with name, scopes and project, or bare tokens/hashes"
+        " (legacy: scopes ingest and read, project default).",
+    )
     sentry_projects: dict[str, str] = Field(
         default_factory=dict, description="Sentry project id → DSN public key."
     )

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,6 +18,7 @@ from sqlmodel import SQLModel
 
 from immunity.models.db import create_schema, get_engine
 from immunity.models.settings import Settings, get_settings
+from tests.prefect_shared import RUN_DIR_VARIABLE, shared_server_url, stop_shared_server
 
 # What only steers the test run itself; every other IMMUNITY_* or PREFECT_* of the developer's
 # shell is dropped, and no dotenv file is read, so a `.env` at the repository root (or a real
@@ -27,14 +29,22 @@ _TEST_CONTROLS = {
     "IMMUNITY_TEST_POSTGRES_URL",
     "PREFECT_SERVER_ANALYTICS_ENABLED",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",  # set by immunity.cli, loaded before
+    "IMMUNITY_TEST_RUN_DIR",  # the run's shared directory (tests/prefect_shared.py)
 }
 
 
+IS_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+
+
 def _hermetic_environment() -> None:
+    # Once per process: a helper importing `tests.conftest` again must not start a new run.
+    if os.environ.get("IMMUNITY_TEST_PROCESS") == str(os.getpid()):
+        return
     for key in list(os.environ):
         if key.startswith(("IMMUNITY_", "PREFECT_")) and key not in _TEST_CONTROLS:
             del os.environ[key]
     os.environ["IMMUNITY_ENV_FILE"] = ""
+    os.environ["IMMUNITY_TEST_PROCESS"] = str(os.getpid())
     # A terminal's width (or xdist's COLUMNS=80 in its workers) would fix the width of the CLI's
     # consoles when they are created; tests that care set COLUMNS when they invoke a command.
     os.environ.pop("COLUMNS", None)
@@ -45,6 +55,10 @@ def _hermetic_environment() -> None:
     os.environ["PREFECT_PROFILES_PATH"] = os.path.join(home, "profiles.toml")
     # Before Prefect is imported anywhere: its telemetry fails noisily on a closed network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not IS_WORKER:  # one directory for the whole run; xdist's workers inherit it
+        run_dir = tempfile.mkdtemp(prefix="immunity-test-run-")
+        atexit.register(shutil.rmtree, run_dir, True)
+        os.environ[RUN_DIR_VARIABLE] = run_dir
 
 
 _hermetic_environment()  # before anything imports Prefect
@@ -144,11 +158,21 @@ def chromium() -> Settings:
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect server for the whole session (flows run against it)."""
-    from prefect.testing.utilities import prefect_test_harness
+    """The run's one Prefect server (shared by xdist's workers): flows run against it."""
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+    url = shared_server_url(Path(os.environ[RUN_DIR_VARIABLE]), POSTGRES_ADMIN_URL)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        # Also the process-wide context, for code whose context was copied before this one.
+        with _temporary_global_settings_context(get_settings_context()):
+            yield
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The process that is not a worker stops the run's Prefect server, once every test ran."""
+    if not IS_WORKER:
+        stop_shared_server(Path(os.environ[RUN_DIR_VARIABLE]), POSTGRES_ADMIN_URL)
 
 
 # Fixtures that make a test slow, and the markers they imply (see pyproject's marker list).

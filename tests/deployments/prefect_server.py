@@ -29,7 +29,7 @@ class PrefectServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def _server_env(home: Path, database_url: str | None) -> dict[str, str]:
+def server_env(home: Path, database_url: str | None) -> dict[str, str]:
     # No inherited PREFECT_* at all: no API URL, no database URL, no profile. The server gets
     # its own PREFECT_HOME and so its own SQLite database there, unless a database is given.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
@@ -70,7 +70,7 @@ def prefect_server(tmp_path: Path, database_url: str | None = None) -> Iterator[
     with server.log_path.open("wb") as log:
         process = subprocess.Popen(
             [*command, "--port", str(port)],
-            env=_server_env(home, database_url),
+            env=server_env(home, database_url),
             cwd=tmp_path,
             stdin=subprocess.DEVNULL,
             stdout=log,

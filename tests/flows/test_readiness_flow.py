@@ -91,10 +91,11 @@ def test_readiness_after_a_suite_run_is_scored_and_published(store: str, target:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[READINESS_ARTIFACT_KEY])),
             sort=ArtifactSort.CREATED_DESC,
-            limit=1,
         )
-    markdown = str(artifacts[0].data)
-    assert "# Readiness: staging — 69.2 (needs work)" in markdown
+    # Other tests' flows publish readiness on the shared Prefect server too: find this one's.
+    [markdown, *_] = [
+        str(a.data) for a in artifacts if "# Readiness: staging — 69.2 (needs work)" in str(a.data)
+    ]
     assert "| workflow | 40.0 | 61.5 | 50.0 | 1 of 2 workflow tests passed |" in markdown
     assert "its 30 % weight went to the others" in markdown
     assert "- refund works" in markdown

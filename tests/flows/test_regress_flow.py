@@ -7,12 +7,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 from fastapi import FastAPI, Response
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 from prefect.client.schemas.sorting import ArtifactSort
 from sqlmodel import Session, select
 
@@ -128,7 +133,8 @@ def test_generated_test_fails_then_fixes_then_regresses_and_alerts(
     assert json.loads(Path(summary.report_json).read_text())["summary"]["suite_run_id"] == (
         summary.suite_run_id
     )
-    # The dashboards: the latest of each artifact key names the test and the run.
+    # The dashboards: the latest of each artifact key names the test and the run (this run's:
+    # other tests' flows may publish the same keys on the shared Prefect server meanwhile).
     with get_client(sync_client=True) as client:
         latest = {
             artifact.key: artifact.data
@@ -136,7 +142,8 @@ def test_generated_test_fails_then_fixes_then_regresses_and_alerts(
                 artifact_filter=ArtifactFilter(
                     key=ArtifactFilterKey(
                         any_=[TEST_HEALTH_KEY, SUITE_SUMMARY_KEY, RECENT_FAILURES_KEY]
-                    )
+                    ),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(failed.flow_run_id)]),
                 ),
                 sort=ArtifactSort.CREATED_DESC,
             )[::-1]

@@ -92,6 +92,11 @@ class UiSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[UiStep] = Field(min_length=1, max_length=200)
+    from_report: bool = Field(
+        default=False,
+        description="Steps derived from a report's breadcrumbs: untrusted, so the environment's"
+        " replay rules always hold for them (a test's allow_unsafe never lifts them).",
+    )
 
     @model_validator(mode="after")
     def _starts_with_open(self) -> UiSpec:
@@ -101,4 +106,4 @@ class UiSpec(BaseModel):
 
     def dump(self) -> dict[str, Any]:
         """Return the stored `spec` column."""
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)

@@ -2,7 +2,9 @@
 
 A browser failure event carries the page URL (as its request) and breadcrumbs of the last user
 actions (`context.breadcrumbs`: `{"action", "selector", "value"}`). The generated UI test opens
-the page, repeats the actions and expects no console error.
+the page, repeats the actions and expects no console error. Its steps are marked as from a report
+(`from_report`): they are untrusted, so the environment's replay rules always hold for them
+(tasks/ui/policy.py).
 """
 
 from __future__ import annotations
@@ -60,6 +62,6 @@ def ui_replay_spec(
         steps += [s for c in crumbs[-MAX_BREADCRUMBS:] if isinstance(c, dict) and (s := _step(c))]
     steps.append({"action": "assert_no_console_errors"})
     try:
-        return UiSpec.model_validate({"steps": steps}), None
+        return UiSpec.model_validate({"steps": steps, "from_report": True}), None
     except ValidationError as exc:
         return None, f"the breadcrumbs do not make valid steps: {exc.errors()[0]['msg']}"

@@ -13,12 +13,14 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 
 from immunity.models.specs import REPLAY_HEADER
 
-__all__ = ["Browser"]
+__all__ = ["REFUSED_PREFIX", "Browser"]
 
 _MAX_TEXT = 500
 _LEAVE = "location.replace('about:blank')"
 _LEFT = "return document.URL === 'about:blank' && document.readyState === 'complete'"
 _LEAVE_TIMEOUT_S = 2.0
+# What the guard script of `confine` logs when it refuses something the page's scripts asked for.
+REFUSED_PREFIX = "immunity refused: "
 
 
 def _favicon(url: str) -> bool:
@@ -37,6 +39,7 @@ class Browser:
         self.console: list[dict[str, Any]] = []
         self.requests: dict[str, dict[str, Any]] = {}
         self.origins: set[str] = set()
+        self._guard: str | None = None  # the identifier of `confine`'s script
 
     @property
     def user_data_dir(self) -> str:
@@ -53,6 +56,28 @@ class Browser:
         self.driver.execute_cdp_cmd(
             "Network.setExtraHTTPHeaders", {"headers": {REPLAY_HEADER: marker}}
         )
+
+    def confine(self, blocked_url_patterns: list[dict[str, Any]], guard: str) -> None:
+        """Block requests by `Network.setBlockedURLs` patterns; run `guard` in every new document.
+
+        Both hold for this tab until the session is reset: a blocked request fails in the browser
+        (it is recorded with `blocked`), nothing of it is sent.
+        """
+        self.driver.execute_cdp_cmd("Network.enable", {})
+        self.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urlPatterns": blocked_url_patterns})
+        self._forget_guard()
+        self.driver.execute_cdp_cmd("Page.enable", {})
+        added = self.driver.execute_cdp_cmd(
+            "Page.addScriptToEvaluateOnNewDocument", {"source": guard}
+        )
+        self._guard = added["identifier"]
+
+    def _forget_guard(self) -> None:
+        if self._guard is not None:
+            self.driver.execute_cdp_cmd(
+                "Page.removeScriptToEvaluateOnNewDocument", {"identifier": self._guard}
+            )
+            self._guard = None
 
     def visit(self, url: str) -> None:
         """Remember the origin of a page the test opens, so its storage is cleared afterwards."""
@@ -90,6 +115,8 @@ class Browser:
         elif method == "Network.loadingFailed":
             record = self.requests.setdefault(request_id, {"url": "", "method": "GET"})
             record.update(error=params.get("errorText", "failed"), canceled=params.get("canceled"))
+            if params.get("blockedReason"):
+                record.update(blocked=params["blockedReason"], error="blocked by immunity")
 
     def console_errors(self) -> list[dict[str, Any]]:
         """Return the SEVERE console entries of this lease (the favicon's 404 left out)."""
@@ -108,6 +135,18 @@ class Browser:
             if record.get("error") or (record.get("status") or 0) >= 400:
                 failed.append(record)
         return failed
+
+    def blocked_requests(self) -> list[dict[str, Any]]:
+        """Return this lease's requests the browser was kept from sending (`confine`)."""
+        return [record for record in self.requests.values() if record.get("blocked")]
+
+    def refused_by_guard(self) -> list[str]:
+        """Return what `confine`'s guard refused the page's scripts this lease, in order."""
+        return [
+            message.split(REFUSED_PREFIX, 1)[1].rstrip('"')[:_MAX_TEXT]
+            for entry in self.console
+            if REFUSED_PREFIX in (message := str(entry.get("message", "")))
+        ]
 
     def alive(self) -> bool:
         """Whether the session still answers."""
@@ -132,6 +171,8 @@ class Browser:
         for record in self.requests.values():  # pages reached by links, not only by `open`
             if record.get("type") == "Document":
                 self.visit(record["url"])
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urlPatterns": []})
+        self._forget_guard()
         driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
         for origin in self.origins:  # local and session storage, IndexedDB, caches, workers
             driver.execute_cdp_cmd(

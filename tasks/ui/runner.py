@@ -6,6 +6,15 @@ How a test ends (as in `tasks.runner`):
 - `error`: the page could not be reached or did not load, the browser crashed, no browser could
   be started, or the test itself is broken (an invalid spec or selector).
 - `flaky`: it failed (or errored), then passed on a re-run; the first failure's evidence is kept.
+- `skipped`: refused by the environment's replay rules (tasks/ui/policy.py): the environment
+  allows no replays (no browser is started), or a step would submit a form with a method it
+  does not allow (refused before the browser acts). In a reproduction check (`verify:` marker)
+  a refusal is an `error`, which the check records as `unverified` with the reason.
+
+The browser sends nothing to another origin than the environment's base URL and
+`ui_allow_hosts`: such requests are blocked in the browser and listed in `actual`
+(`blocked_requests`), as are the requests of the page's scripts the guard refused
+(`refused_requests`).
 
 Up to `ui_browsers` tests run at once, one thread and one reused browser each (Selenium blocks).
 A failed attempt keeps a screenshot, the page source, the console and the network log under
@@ -37,7 +46,8 @@ from immunity.models.specs import TestCase
 from immunity.models.ui_specs import UiSpec
 from immunity.tasks.shared.browser import BrowserPool, chromium_missing
 from immunity.tasks.shared.scrub import scrub_text, scrub_url
-from immunity.tasks.ui.steps import PageSteps, StepBroken, StepFailed, short_error
+from immunity.tasks.ui.policy import ReplayPolicy, policy_for
+from immunity.tasks.ui.steps import PageSteps, StepBroken, StepFailed, StepRefused, short_error
 
 __all__ = ["PAGE_SOURCE_BYTES", "BrowserPool", "chromium_missing", "run_ui_cases"]
 
@@ -65,6 +75,14 @@ def _observe(steps: PageSteps) -> dict[str, Any]:
     ]
     if len(errors) > _LISTED or len(failed) > _LISTED:
         actual["totals"] = {"console_errors": len(errors), "failed_requests": len(failed)}
+    blocked, refused = browser.blocked_requests(), browser.refused_by_guard()
+    if blocked:
+        actual["blocked_requests"] = [
+            {"method": record["method"], "url": scrub_url(record["url"])}
+            for record in blocked[:_LISTED]
+        ]
+    if refused:
+        actual["refused_requests"] = [scrub_text(what) for what in refused[:_LISTED]]
     return actual
 
 
@@ -103,7 +121,15 @@ def _artifact_dir(settings: Settings, name: str) -> Path:
     return settings.artifacts_dir / safe / utcnow().strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def _attempt(case: TestCase, spec: UiSpec, pool: BrowserPool, settings: Settings) -> CaseResult:
+def _refused_status(case: TestCase) -> ExecutionStatus:
+    # The reproduction check records an `error` as `unverified` with its reason; a suite run
+    # records a refusal as `skipped`, which counts neither as a pass nor as a failure.
+    return ExecutionStatus.ERROR if case.marker.startswith("verify:") else ExecutionStatus.SKIPPED
+
+
+def _attempt(
+    case: TestCase, spec: UiSpec, pool: BrowserPool, settings: Settings, policy: ReplayPolicy
+) -> CaseResult:
     started_at, started = utcnow(), time.perf_counter()
     status, error = ExecutionStatus.PASSED, None
     calls: list[dict[str, Any]] = []
@@ -113,10 +139,14 @@ def _attempt(case: TestCase, spec: UiSpec, pool: BrowserPool, settings: Settings
     try:
         with pool.lease() as browser:
             browser.mark(case.marker)
-            steps = PageSteps(browser, case.base_url, settings.ui_timeout_s)
+            browser.confine(policy.blocked_url_patterns(), policy.guard())
+            steps = PageSteps(browser, case.base_url, settings.ui_timeout_s, policy)
             calls = steps.calls
             try:
                 steps.run(spec)
+            except StepRefused as exc:
+                status, error = _refused_status(case), str(exc)
+                actual["refused"] = str(exc)
             except StepFailed as exc:
                 status, error = ExecutionStatus.FAILED, str(exc)
             except StepBroken as exc:
@@ -125,7 +155,7 @@ def _attempt(case: TestCase, spec: UiSpec, pool: BrowserPool, settings: Settings
             except Exception as exc:  # whatever one test does, the others run
                 status, error = ExecutionStatus.ERROR, f"{type(exc).__name__}: {exc}"[:2_000]
                 browser.broken = True
-            actual = _observe(steps)
+            actual = {**_observe(steps), **actual}
             if steps.failed_step is not None:
                 expected["failed_step"] = steps.failed_step
             if status != ExecutionStatus.PASSED:
@@ -150,13 +180,11 @@ def _attempt(case: TestCase, spec: UiSpec, pool: BrowserPool, settings: Settings
     )
 
 
-def _error(case: TestCase, reason: str) -> CaseResult:
+def _error(
+    case: TestCase, reason: str, status: ExecutionStatus = ExecutionStatus.ERROR
+) -> CaseResult:
     return CaseResult(
-        test_id=case.test_id,
-        name=case.name,
-        status=ExecutionStatus.ERROR,
-        error=reason,
-        started_at=utcnow(),
+        test_id=case.test_id, name=case.name, status=status, error=reason, started_at=utcnow()
     )
 
 
@@ -172,12 +200,15 @@ def _run_case(case: TestCase, pool: BrowserPool, settings: Settings, reruns: int
         spec = UiSpec.model_validate(case.spec)
     except ValidationError as exc:
         return _error(case, f"invalid test definition: {exc}"[:2_000])
-    first = _attempt(case, spec, pool, settings)
+    policy = policy_for(case, spec, settings)
+    if (refused := policy.refusal()) is not None:
+        return _error(case, refused, _refused_status(case))
+    first = _attempt(case, spec, pool, settings, policy)
     results = [first]
     while results[-1].status in (ExecutionStatus.FAILED, ExecutionStatus.ERROR):
-        if len(results) > reruns:
+        if len(results) > reruns or "refused" in results[-1].actual:
             break
-        results.append(_attempt(case, spec, pool, settings))
+        results.append(_attempt(case, spec, pool, settings, policy))
     result = results[-1]
     if result is not first and result.status == ExecutionStatus.PASSED:
         # Passed on a re-run: keep the first failure's evidence, it is what needs explaining.

@@ -1,7 +1,9 @@
 """What each step of a UI test does in the browser, and how a step that goes wrong ends.
 
-A step either holds, fails (`StepFailed`: an assertion did not hold, an element never came) or
-breaks (`StepBroken`: the page cannot be reached, the browser failed, a selector is invalid).
+A step either holds, fails (`StepFailed`: an assertion did not hold, an element never came),
+breaks (`StepBroken`: the page cannot be reached, the browser failed, a selector is invalid) or
+is refused before the browser acts (`StepRefused`: it would submit a form with a method the
+environment does not allow, or to another origin; see tasks/ui/policy.py).
 Assertions retry until they hold or the step's timeout runs out: the page may still be rendering.
 Every message names the step's index, action and selector.
 """
@@ -36,8 +38,9 @@ from selenium.webdriver.support.ui import Select
 from immunity.models.ui_specs import UiSpec, UiStep
 from immunity.tasks.shared.browser_session import Browser
 from immunity.tasks.shared.scrub import scrub_text, scrub_url
+from immunity.tasks.ui.policy import ENTER_KEYS, SUBMITS_SCRIPT, ReplayPolicy
 
-__all__ = ["PageSteps", "StepBroken", "StepFailed", "short_error"]
+__all__ = ["PageSteps", "StepBroken", "StepFailed", "StepRefused", "short_error"]
 
 # Seconds between two looks at the page: short at first (most waits end within a few frames),
 # then at most 0.1 s so a long wait does not keep the browser busy answering.
@@ -69,6 +72,10 @@ if (!form) { return false; }
 if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
 return true;
 """
+
+
+class StepRefused(Exception):
+    """The step would send what the environment does not allow; nothing was sent (→ refused)."""
 
 
 class StepFailed(Exception):
@@ -122,10 +129,13 @@ def _request_line(record: dict[str, Any]) -> str:
 class PageSteps:
     """The steps of one attempt at one test in one browser, each recorded as a call."""
 
-    def __init__(self, browser: Browser, base_url: str, timeout_s: float) -> None:
+    def __init__(
+        self, browser: Browser, base_url: str, timeout_s: float, policy: ReplayPolicy
+    ) -> None:
         self.browser = browser
         self.driver = browser.driver
         self.base_url = base_url
+        self.policy = policy
         self.default_timeout_s = timeout_s
         self.calls: list[dict[str, Any]] = []
         self.failed_step: dict[str, Any] | None = None
@@ -143,6 +153,8 @@ class PageSteps:
                 failure = self.classify(exc, label)
                 call.update(ms=round((time.perf_counter() - started) * 1000, 2), ok=False)
                 call["error"] = str(failure)
+                if isinstance(failure, StepRefused):
+                    call["refused"] = True
                 self.failed_step = {"index": index, **step.model_dump(exclude_none=True)}
                 if failure is exc:
                     raise
@@ -152,7 +164,7 @@ class PageSteps:
     @staticmethod
     def classify(exc: Exception, label: str) -> Exception:
         """Return the exception as `StepFailed` or `StepBroken`; others are left as they are."""
-        if isinstance(exc, StepFailed | StepBroken):
+        if isinstance(exc, StepFailed | StepBroken | StepRefused):
             return exc
         if isinstance(exc, InvalidSelectorException):
             return StepBroken(f"{label}: invalid selector: {short_error(exc)}")
@@ -218,6 +230,39 @@ class PageSteps:
                 continue
         return False
 
+    def check(self, step: UiStep, label: str, element: WebElement) -> None:
+        """Raise `StepRefused` if acting on `element` would submit a form the policy forbids.
+
+        The form's method is read in the page (`form.method`, or the submit control's
+        `formmethod`), so a GET form may be submitted where only safe methods are allowed.
+        """
+        if step.action == "type" and not any(key in (step.value or "") for key in ENTER_KEYS):
+            return
+        found = self.driver.execute_script(SUBMITS_SCRIPT, element, step.action)
+        if not found:
+            return
+        form, method, target = found
+        verb = "following" if form == "a link" else "submitting"
+        what = f"{label} ({verb} {form} to {scrub_url(target)})"
+        reason = None if method == "DIALOG" else self.policy.method_refusal(method, what)
+        if reason is None and method != "DIALOG" and not self.policy.allows_origin(target):
+            reason = (
+                f"refused before the browser acted: {what} would send a request to another origin"
+                f" than environment {self.policy.environment!r} (add its host to"
+                " IMMUNITY_UI_ALLOW_HOSTS to allow it)"
+            )
+        if reason is not None:
+            raise StepRefused(reason)
+
+    def checked(self, step: UiStep, label: str, action: Callable[[WebElement], Any]) -> None:
+        """Do `action` on the step's element like `act`, once `check` lets it."""
+
+        def guarded(element: WebElement) -> None:
+            self.check(step, label, element)
+            action(element)
+
+        self.act(step, label, guarded)
+
     # --- actions ------------------------------------------------------------------------------
 
     def _open(self, step: UiStep, label: str) -> None:
@@ -252,14 +297,14 @@ class PageSteps:
             raise StepBroken(f"{label}: {url} cannot be reached ({reason})")
 
     def _click(self, step: UiStep, label: str) -> None:
-        self.act(step, label, lambda element: element.click())
+        self.checked(step, label, lambda element: element.click())
 
     def _type(self, step: UiStep, label: str) -> None:
         def replace(field: WebElement) -> None:
             field.clear()
             field.send_keys(step.value or "")
 
-        self.act(step, label, replace)
+        self.checked(step, label, replace)
 
     def _select(self, step: UiStep, label: str) -> None:
         value = step.value or ""
@@ -283,7 +328,7 @@ class PageSteps:
             if not self.driver.execute_script(_SUBMIT, element):
                 raise StepFailed(f"{label}: the element is not in a form")
 
-        self.act(step, label, submit)
+        self.checked(step, label, submit)
 
     def _wait(self, step: UiStep, label: str) -> None:
         if step.selector and step.text is not None:

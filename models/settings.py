@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -164,6 +165,16 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=2_000, ge=1, le=50_000)
 
     scrub_enabled: bool = True
+    scrub_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions whose matches are scrubbed too, in any string"
+        " (e.g. an in-house token format).",
+    )
+    scrub_keys: list[str] = Field(
+        default_factory=list,
+        description="Key names (fields, headers, query and form names) whose values are scrubbed"
+        " too; a name hides any key that holds it, separators and case aside.",
+    )
     classification_rules: list[ClassificationRule] = Field(default_factory=list)
 
     # Ingest API: bearer tokens (raw, or "sha256:<hex>" as `immunity token create` writes them)
@@ -205,10 +216,21 @@ class Settings(BaseSettings):
 
     # Reproduction check (issue 9): a generated test replays once before it is trusted.
     reproduction_environment: str | None = Field(
-        default=None, description="Where to replay new tests (default: the failure's own)."
+        default=None,
+        description="Where tests replay when their failure's own environment does not allow"
+        " replays (or is not configured).",
     )
     reproduction_retry_minutes: float = Field(
         default=60, ge=0, description="Least time between re-checks of an unverified test."
+    )
+    # The replay marker (X-Immunity-Replay) is signed: a report cannot pass for a replay's.
+    replay_secret: SecretStr | None = Field(
+        default=None,
+        description="Key signing replay markers (default: a random key kept in"
+        " <data_dir>/replay.key); processes sharing a store must share it.",
+    )
+    replay_marker_ttl_minutes: float = Field(
+        default=60, gt=0, le=10_080, description="How long a replay's report counts as one."
     )
 
     # UI automation (issue 5): Debian's Chromium and chromedriver, never a downloaded driver.
@@ -339,6 +361,17 @@ class Settings(BaseSettings):
         if chosen is not None and getattr(dotenv_settings, "env_file", None) == DEFAULT_ENV_FILE:
             dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=chosen or None)
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @field_validator("scrub_patterns")
+    @classmethod
+    def _compiled_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                what = f"scrub pattern {pattern!r} is not a regular expression: {error}"
+                raise ValueError(what) from None
+        return patterns
 
     @field_validator("database_url")
     @classmethod

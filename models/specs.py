@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 # Every request immunity sends carries this header, so a target that reports its failures back to
-# immunity does not count a replay as a production occurrence: `run` for suite runs,
-# `verify:<test id>` for reproduction checks (whose reported signature becomes evidence).
+# immunity does not count a replay as a production occurrence: `run:<test id>` for suite runs,
+# `verify:<test id>` for reproduction checks (whose reported signature becomes evidence), each
+# signed with an expiry (tasks/shared/replay_marker.py): a report cannot forge one.
 REPLAY_HEADER = "X-Immunity-Replay"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", *UNSAFE_METHODS})
@@ -259,6 +260,16 @@ class TestCase(BaseModel):
     is_production: bool = False
     allow_unsafe: bool = False
     marker: str = "run"
+    allowed_methods: list[str] | None = Field(
+        default=None,
+        description="The methods it may send there (None: any, but only GET, HEAD and OPTIONS"
+        " in production unless allow_unsafe).",
+    )
+    allowed_headers: list[str] | None = Field(
+        default=None,
+        description="Lower-case names of the only request headers it may send (None: any but"
+        " those never sent); a generated test's allowlist.",
+    )
 
 
 class Selection(_Strict):

@@ -1,10 +1,16 @@
 """The reproduction check: a generated test replays once before its passes are trusted.
 
 Right after generation (and again on later occurrences while it is not `reproduced`), the test's
-request is replayed against the reproduction environment (the failure's own by default). The test
-is `reproduced` when the replay fails the way the signature did, `not_reproduced` when it does
-not, `unverified` when it could not be checked (refused against production, target down). A later
-sample with a more complete capture replaces the test's request and is checked again.
+request is replayed once: in the failure's own environment if that one allows replays, else in
+`reproduction_environment` if that one does, else nowhere (a report cannot choose where replays
+go). The test is `reproduced` when the replay fails the way the signature did, `not_reproduced`
+when it does not, `unverified` when it could not be checked (no environment allows replays, a
+method refused there, target down, a redirect off the environment). A later sample with a more
+complete capture replaces the test's request and is checked again.
+
+The replay carries a signed marker (tasks/shared/replay_marker.py); what the target reports back
+with a valid one is evidence about the check, never an occurrence. A report whose marker is
+missing, expired or forged is an ordinary occurrence and never changes a verdict.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from immunity.tasks.generate.capture import (
 from immunity.tasks.generate.testgen import replay_spec
 from immunity.tasks.ingest.prepare import PreparedFailure, prepare_failure
 from immunity.tasks.ingest.storable import storable_text
-from immunity.tasks.regress.selection import case_for
+from immunity.tasks.regress.selection import case_for, replay_target
 from immunity.tasks.shared.queries import UNTRUSTED_REPRODUCTION
+from immunity.tasks.shared.replay_marker import sign, verify
 from immunity.tasks.shared.retry import DB_TASK_OPTIONS
 from immunity.tasks.shared.runner import refusal, run_any
 
@@ -116,16 +123,21 @@ def _replay_marker(event: FailureEventIn) -> str | None:
 
 
 def split_replays(
-    accepted: Sequence[tuple[int, FailureEventIn]],
+    accepted: Sequence[tuple[int, FailureEventIn]], settings: Settings
 ) -> tuple[list[tuple[int, FailureEventIn]], list[tuple[str, FailureEventIn]]]:
-    """Return the events of real traffic, and (marker, event) for those replays caused."""
+    """Return the events of real traffic, and (`<kind>:<id>`, event) for those replays caused.
+
+    Only a marker that verifies (signed by immunity, not expired) makes an event a replay's; only
+    events carrying the header pay for the check.
+    """
     real, replays = [], []
     for index, event in accepted:
         marker = _replay_marker(event)
-        if marker is None:
+        verified = verify(marker, settings) if marker is not None else None
+        if verified is None:
             real.append((index, event))
         else:
-            replays.append((marker, event))
+            replays.append((":".join(verified), event))
     return real, replays
 
 
@@ -143,8 +155,9 @@ def record_replay_reports(
     """Keep what the target reported of reproduction replays as evidence on their tests, in the
     caller's transaction.
 
-    A reproduction replay whose reported failure has another signature did not fail the way the
-    signature did: a `reproduced` test becomes `not_reproduced`. Suite-run replays are dropped.
+    `replays` are `split_replays`'s: markers already verified. A reproduction replay whose
+    reported failure has another signature did not fail the way the signature did: a
+    `reproduced` test becomes `not_reproduced`. Suite-run replays are dropped.
     """
     reports: dict[int, FailureEventIn] = {}
     for marker, event in replays:
@@ -222,11 +235,13 @@ def _original_status(session: Session, signature_id: int | None) -> int | None:
 
 
 def _case(test: RegressionTest, settings: Settings) -> tuple[TestCase | None, str]:
-    name = settings.reproduction_environment or test.environment
-    environment = settings.environments.get(name)
-    if environment is None:
-        return None, f"environment {name!r} is not configured (IMMUNITY_ENVIRONMENTS)"
-    return case_for(test, name, environment, marker=f"verify:{test.id}"), name
+    """Return the test's case where it may replay, or None and why it may not replay anywhere."""
+    assert test.id is not None
+    target = replay_target(settings, test.environment)
+    if target.name is None or target.environment is None:
+        return None, target.reason
+    marker = sign("verify", test.id, settings)
+    return case_for(test, target.name, target.environment, marker=marker), target.name
 
 
 def verify_tests(
@@ -255,7 +270,9 @@ def verify_tests(
         case, where = _case(test, settings)
         reason = where if case is None else refusal(case)
         if case is None or reason is not None:
-            verdicts[test.id] = (Reproduction.UNVERIFIED, {"reason": reason, "environment": where})
+            environment = test.environment if case is None else where
+            evidence = {"reason": reason, "environment": environment}
+            verdicts[test.id] = (Reproduction.UNVERIFIED, evidence)
         else:
             cases.append(case)
     for case, result in _replay(cases, settings):

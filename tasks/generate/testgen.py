@@ -13,6 +13,7 @@ from immunity.models.enums import Reproduction, TestKind, TestType
 from immunity.models.settings import Environment
 from immunity.models.ui_specs import UiSpec
 from immunity.tasks.generate.capture import capture_issues, capture_score
+from immunity.tasks.shared.replay_policy import allowed_headers, pick_headers, replay_path
 from immunity.tasks.shared.scrub import FILTERED
 
 __all__ = [
@@ -26,23 +27,6 @@ __all__ = [
     "ui_test_fields",
 ]
 
-# Headers that describe one connection or are recomputed by the client on replay.
-_NOT_REPLAYED = frozenset(
-    {
-        "host",
-        "content-length",
-        "connection",
-        "accept-encoding",
-        "transfer-encoding",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "proxy-connection",
-        "x-forwarded-for",
-        "x-real-ip",
-    }
-)
 _TEMPLATE_PART = re.compile(r"\{[^/}]+\}")
 
 
@@ -87,7 +71,12 @@ def crossed_threshold(
 def replay_spec(
     request: Mapping[str, Any] | None, environment: Environment | None
 ) -> tuple[ReplaySpec | None, str | None]:
-    """Return the replayable form of a captured request, or None and the reason it is not."""
+    """Return the replayable form of a captured request, or None and the reason it is not.
+
+    The request is untrusted: only the allowlisted headers are kept (Content-Type, Accept,
+    Accept-Language, User-Agent and the environment's `replay_headers`), and only the URL's path
+    and query, as a path on whichever environment replays it.
+    """
     if not request:
         return None, "no sample carries an HTTP request"
     method, url = request.get("method"), request.get("url")
@@ -96,23 +85,26 @@ def replay_spec(
     path = _relative_path(str(url), environment)
     if path is None:
         return None, f"the request URL is not an HTTP URL: {str(url)[:200]}"
-    headers = {
-        name: value
-        for name, value in (request.get("headers") or {}).items()
-        if name.lower() not in _NOT_REPLAYED and value != FILTERED
-    }
+    captured = request.get("headers") or {}
+    if not isinstance(captured, Mapping):
+        captured = {}
+    kept = pick_headers(
+        {str(name): value for name, value in captured.items() if isinstance(value, str)},
+        allowed_headers(environment),
+    )
+    headers = {name: value for name, value in kept.items() if value != FILTERED}
     return ReplaySpec(str(method).upper(), path, headers, request.get("body")), None
 
 
 def _relative_path(url: str, environment: Environment | None) -> str | None:
     if environment and url.startswith(environment.base_url.rstrip("/") + "/"):
-        return url[len(environment.base_url.rstrip("/")) :]
+        return replay_path(url[len(environment.base_url.rstrip("/")) :])
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https", ""):
         return None
     if not parts.path.startswith("/"):
         return None
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    return replay_path(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
 def operation_matches(operation: str, method: str, path: str) -> bool:

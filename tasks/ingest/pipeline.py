@@ -115,7 +115,7 @@ def _prepare_batch(
         accepted, refused = validate_events(
             failures[start:end], FailureEventIn, indexes=positions[start:end]
         )
-        accepted, replays = split_replays(accepted)
+        accepted, replays = split_replays(accepted, settings)
         batch.add(accepted, settings)
         batch.invalid.extend(refused)
         batch.replays.extend(replays)

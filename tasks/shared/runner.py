@@ -5,7 +5,13 @@ How a test ends:
 - `error`: the target could not be asked (down, timed out, connection dropped after the transport's
   retries) or the test itself is broken (a `${name}` nothing captured); the reason says which.
 - `flaky`: it failed (or errored), then passed on a re-run.
-- `skipped`: refused before anything was sent (an unsafe method against production).
+- `skipped`: refused before anything was sent (a method its environment does not allow).
+
+What is sent is bounded whatever the stored spec says (tasks/shared/replay_policy.py): the
+environment's base URL plus a normalised path, never a header that steers routing or the method,
+only the allowlisted headers for a generated test, plus the environment's own auth. Redirects
+within the origin are followed up to `MAX_REDIRECTS` times and recorded (`redirects`); one to
+another origin is never followed: unless the step expects that 3xx, the test ends in `error`.
 
 Nothing raised by one test stops the others: the runner always returns one result per test.
 """
@@ -30,17 +36,33 @@ from immunity.models.schemas import utcnow
 from immunity.models.settings import Settings
 from immunity.models.specs import (
     REPLAY_HEADER,
-    UNSAFE_METHODS,
     Expectations,
     HttpSpec,
     ScenarioSpec,
     Step,
     TestCase,
+    parse_status,
 )
 from immunity.tasks.shared.expectations import evaluate, json_values
+from immunity.tasks.shared.redirects import MAX_REDIRECTS, send_within_origin
+from immunity.tasks.shared.replay_policy import (
+    environment_auth,
+    pick_headers,
+    raw_steps,
+    refusal,
+    replay_url,
+)
 from immunity.tasks.shared.scrub import scrub, scrub_text
 
-__all__ = ["BODY_EXCERPT", "refusal", "run_any", "run_cases", "run_cases_sync"]
+__all__ = [
+    "BODY_EXCERPT",
+    "MAX_REDIRECTS",
+    "environment_auth",
+    "refusal",
+    "run_any",
+    "run_cases",
+    "run_cases_sync",
+]
 
 BODY_EXCERPT = 2_000
 _POOL_SIZE = 4
@@ -59,24 +81,6 @@ class _Failed(Exception):
         super().__init__(message)
         self.checks = checks
         self.observed = observed
-
-
-def refusal(case: TestCase) -> str | None:
-    """Return why the case may not run here (unsafe method against production), or None."""
-    if not case.is_production or case.allow_unsafe:
-        return None
-    methods = {step.get("method", "GET").upper() for step in _raw_steps(case)}
-    unsafe = sorted(methods & UNSAFE_METHODS)
-    if not unsafe:
-        return None
-    return (
-        f"refused: {', '.join(unsafe)} against production environment {case.environment!r}"
-        " (allow_unsafe is off for this test)"
-    )
-
-
-def _raw_steps(case: TestCase) -> list[Mapping[str, Any]]:
-    return list(case.spec.get("steps", [])) if case.kind == "scenario" else [case.spec]
 
 
 def _substitute(value: Any, variables: Mapping[str, Any]) -> Any:
@@ -122,52 +126,88 @@ def _excerpt(observed: Observed) -> Any:
 class _Run:
     """One attempt at one test: the calls it made and the variables it captured."""
 
-    def __init__(self, case: TestCase, client: httpx.AsyncClient, timeout_s: float) -> None:
+    def __init__(
+        self,
+        case: TestCase,
+        client: httpx.AsyncClient,
+        timeout_s: float,
+        auth: Mapping[str, str] | None = None,
+    ) -> None:
         self.case = case
         self.client = client
         self.timeout_s = timeout_s
+        self.auth = auth or {}
         self.calls: list[dict[str, Any]] = []
         self.last: Observed | None = None
+        self.redirects: list[dict[str, Any]] = []
+        self.stopped: str | None = None  # why the last call's redirect was not followed
+
+    def _headers(self, spec: HttpSpec, variables: Mapping[str, Any]) -> dict[str, str]:
+        headers = pick_headers(_substitute(spec.headers, variables), self.case.allowed_headers)
+        chosen = {name.lower() for name in self.auth}
+        headers = {k: v for k, v in headers.items() if k.lower() not in chosen}
+        return {**headers, **self.auth, REPLAY_HEADER: self.case.marker}
 
     async def send(self, spec: HttpSpec, variables: Mapping[str, Any], step: str) -> Observed:
-        path = _substitute(spec.path, variables)
-        headers = {**_substitute(spec.headers, variables), REPLAY_HEADER: self.case.marker}
+        path = str(_substitute(spec.path, variables))
         body = _substitute(spec.body, variables)
-        kwargs: dict[str, Any] = {"headers": headers}
+        kwargs: dict[str, Any] = {"headers": self._headers(spec, variables)}
         if isinstance(body, str | bytes):
             kwargs["content"] = body
         elif body is not None:
             kwargs["json"] = body
         call: dict[str, Any] = {"step": step, "method": spec.method, "path": path}
         self.calls.append(call)
+        try:
+            url = replay_url(self.case.base_url, path)
+        except ValueError as exc:
+            call["error"] = str(exc)
+            raise _Broken(f"{step}: {spec.method} {path}: {exc}") from exc
+        timeout = spec.timeout_s or self.timeout_s
         started = time.perf_counter()
         try:
-            response = await self.client.request(
-                spec.method,
-                self.case.base_url.rstrip("/") + path,
-                timeout=spec.timeout_s or self.timeout_s,
-                **kwargs,
+            sent = await send_within_origin(
+                self.client, spec.method, url, timeout=timeout, **kwargs
             )
         except httpx.TimeoutException as exc:
-            call["error"] = f"timed out after {spec.timeout_s or self.timeout_s:g}s"
+            call["error"] = f"timed out after {timeout:g}s"
             raise _Broken(f"{step}: {spec.method} {path} {call['error']}") from exc
         except httpx.HTTPError as exc:
             call["error"] = f"{type(exc).__name__}: {exc}"[:500]
             raise _Broken(f"{step}: {spec.method} {path}: {call['error']}") from exc
         latency = (time.perf_counter() - started) * 1000
-        call.update(status=response.status_code, ms=round(latency, 2))
-        self.last = _observe(response, latency)
+        call.update(status=sent.response.status_code, ms=round(latency, 2))
+        if sent.redirects:
+            call["redirects"] = sent.redirects
+            self.redirects += sent.redirects
+        self.stopped = sent.stopped
+        self.last = _observe(sent.response, latency)
         return self.last
 
     async def check(
         self, spec: HttpSpec, expect: Expectations, variables: Mapping[str, Any], step: str
     ) -> Observed:
         observed = await self.send(spec, variables, step)
+        if self.stopped is not None:
+            self._stop_at_redirect(expect, observed, step)
         failed = [check for check in evaluate(expect, observed) if not check.passed]
         if failed:
             reasons = "; ".join(check.message or check.name for check in failed)
             raise _Failed(f"{step}: {reasons}", failed, observed)
         return observed
+
+    def _stop_at_redirect(self, expect: Expectations, observed: Observed, step: str) -> None:
+        """Raise `_Broken` for a redirect not followed, unless the step expects that status."""
+        if expect.status is not None:
+            low, high = parse_status(expect.status)
+            if low <= observed.status <= high:
+                return  # the test asks for this redirect: judged like any other answer
+        hop = self.calls[-1]["redirects"][-1]
+        why = "to another origin" if self.stopped == "another origin" else "too many times"
+        raise _Broken(
+            f"{step}: answered {observed.status}, redirected {why} (not followed):"
+            f" {hop['location']}"
+        )
 
     async def http(self) -> None:
         spec = HttpSpec.model_validate(self.case.spec)
@@ -210,9 +250,11 @@ class _Run:
         raise AssertionError("unreachable")
 
 
-async def _attempt(case: TestCase, client: httpx.AsyncClient, timeout_s: float) -> CaseResult:
+async def _attempt(
+    case: TestCase, client: httpx.AsyncClient, timeout_s: float, auth: Mapping[str, str]
+) -> CaseResult:
     started_at, started = utcnow(), time.perf_counter()
-    run = _Run(case, client, timeout_s)
+    run = _Run(case, client, timeout_s, auth)
     status, error, actual = ExecutionStatus.PASSED, None, {}
     try:
         await (run.scenario() if case.kind == "scenario" else run.http())
@@ -228,6 +270,8 @@ async def _attempt(case: TestCase, client: httpx.AsyncClient, timeout_s: float) 
     if run.last is not None:
         actual.setdefault("status", run.last.status)
         actual["latency_ms"] = round(run.last.latency_ms, 2)
+    if run.redirects:
+        actual["redirects"] = run.redirects
     return CaseResult(
         test_id=case.test_id,
         name=case.name,
@@ -242,12 +286,17 @@ async def _attempt(case: TestCase, client: httpx.AsyncClient, timeout_s: float) 
 
 
 def _scenario_expected(case: TestCase) -> dict[str, Any]:
-    steps = {step.get("name", "?"): step.get("expect", {}) for step in _raw_steps(case)}
+    steps = {step.get("name", "?"): step.get("expect", {}) for step in raw_steps(case)}
     return {"steps": steps, **({"final": case.expectations} if case.expectations else {})}
 
 
 async def _run_one(
-    case: TestCase, client: httpx.AsyncClient, *, timeout_s: float, reruns: int
+    case: TestCase,
+    client: httpx.AsyncClient,
+    *,
+    timeout_s: float,
+    reruns: int,
+    auth: Mapping[str, str],
 ) -> CaseResult:
     reason = refusal(case)
     if reason is not None:
@@ -258,11 +307,11 @@ async def _run_one(
             error=reason,
             started_at=utcnow(),
         )
-    first = await _attempt(case, client, timeout_s)
+    first = await _attempt(case, client, timeout_s, auth)
     result, attempts = first, 1
     while result.status in (ExecutionStatus.FAILED, ExecutionStatus.ERROR) and attempts <= reruns:
         attempts += 1
-        result = await _attempt(case, client, timeout_s)
+        result = await _attempt(case, client, timeout_s, auth)
     if result is not first and result.status == ExecutionStatus.PASSED:
         # Passed on a re-run: keep the first failure's evidence, it is what needs explaining.
         result = first.model_copy(update={"status": ExecutionStatus.FLAKY})
@@ -278,9 +327,15 @@ async def run_cases(
     reruns: int = 0,
     on_result: Callable[[CaseResult], None] | None = None,
     client: httpx.AsyncClient | None = None,
+    auth: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[CaseResult]:
-    """Return one result per case, in order, running up to `concurrency` at once."""
+    """Return one result per case, in order, running up to `concurrency` at once.
+
+    `auth` maps an environment's base URL to the headers of its own auth, sent with every
+    request there (and never stored in a spec).
+    """
     limit = asyncio.Semaphore(concurrency)
+    by_base = {base.rstrip("/"): dict(headers) for base, headers in (auth or {}).items()}
     if any(_uses_records(case) for case in cases):
         # Great Expectations takes seconds to import: not on the event loop, where idle
         # keep-alive connections would be dropped by the target meanwhile.
@@ -290,7 +345,13 @@ async def run_cases(
 
     async def one(case: TestCase, http: httpx.AsyncClient) -> CaseResult:
         async with limit:
-            result = await _run_one(case, http, timeout_s=timeout_s, reruns=reruns)
+            result = await _run_one(
+                case,
+                http,
+                timeout_s=timeout_s,
+                reruns=reruns,
+                auth=by_base.get(case.base_url.rstrip("/"), {}),
+            )
         if on_result is not None:
             on_result(result)
         return result
@@ -311,7 +372,7 @@ async def run_cases(
                             max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE
                         ),
                     ),
-                    follow_redirects=True,
+                    follow_redirects=False,  # followed by hand, within the origin only
                 )
             )
             for _ in range(pools)
@@ -328,7 +389,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 def _uses_records(case: TestCase) -> bool:
-    expectations = [case.expectations, *(step.get("expect", {}) for step in _raw_steps(case))]
+    expectations = [case.expectations, *(step.get("expect", {}) for step in raw_steps(case))]
     return any(expect.get("records") for expect in expectations if isinstance(expect, dict))
 
 
@@ -347,6 +408,7 @@ def run_any(cases: Sequence[TestCase], settings: Settings) -> list[CaseResult]:
         timeout_s=settings.regression_timeout_s,
         transport_retries=settings.regression_transport_retries,
         reruns=settings.regression_reruns,
+        auth=environment_auth(settings),
     )
     if ui:
         from immunity.tasks.ui.runner import run_ui_cases  # Selenium only when a UI test runs

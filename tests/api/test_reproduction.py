@@ -40,7 +40,10 @@ def reporting_sample(
     """immunity's API and the sample service reporting to it through sentry-sdk (staging)."""
     body_size = request.param
     engine = get_engine(store)
-    settings = Settings(sentry_projects={PROJECT: KEY}, reproduction_retry_minutes=0)
+    # The API and the flows sign and check replay markers with one key: one data directory.
+    settings = Settings(
+        sentry_projects={PROJECT: KEY}, reproduction_retry_minutes=0, data_dir=tmp_path / "data"
+    )
     api = create_api(settings=settings, engine=engine)
     with start_server(api) as immunity_server:
         own = immunity_server.base_url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -45,11 +46,13 @@ def failure(base_url: str, body: object, **headers: str) -> dict:
 
 
 def test_a_later_complete_capture_replaces_the_spec_and_reproduces(
-    engine: Engine, sample: str
+    engine: Engine, sample: str, tmp_path: Path
 ) -> None:
     create_schema(engine)
     settings = Settings(
-        environments={"staging": Environment(base_url=sample)}, reproduction_retry_minutes=60
+        data_dir=tmp_path,
+        environments={"staging": Environment(base_url=sample)},
+        reproduction_retry_minutes=60,
     )
     result = process_failures(
         [failure(sample, None) for _ in range(3)], engine=engine, settings=settings, generate=True
@@ -94,14 +97,24 @@ def test_a_later_complete_capture_replaces_the_spec_and_reproduces(
     assert (result.rechecks, result.verify) == ([], [])
 
 
-def test_unsafe_replays_against_production_stay_unverified(engine: Engine, sample: str) -> None:
+def test_replays_against_production_stay_unverified(
+    engine: Engine, sample: str, tmp_path: Path
+) -> None:
     create_schema(engine)
-    settings = Settings(environments={"staging": Environment(base_url=sample, is_production=True)})
+    production = Environment(base_url=sample, is_production=True)
+    settings = Settings(data_dir=tmp_path, environments={"staging": production})
     result = process_failures(
         [failure(sample, RECIPE) for _ in range(3)], engine=engine, settings=settings, generate=True
     )
     [checked] = verify_tests(engine, settings, result.verify)
-    assert checked.reproduction == "unverified" and "refused" in (checked.reason or "")
+    assert checked.reproduction == "unverified", checked
+    assert "does not allow replays" in (checked.reason or "")
+    assert "IMMUNITY_REPRODUCTION_ENVIRONMENT" in (checked.reason or "")
+    # A production environment that allows replays still refuses their unsafe methods.
+    allowing = production.model_copy(update={"replay": True})
+    settings = settings.model_copy(update={"environments": {"staging": allowing}})
+    [checked] = verify_tests(engine, settings, result.verify)
+    assert checked.reproduction == "unverified" and "refused: POST" in (checked.reason or "")
     # A reproduction environment is where new tests are checked instead.
     settings = settings.model_copy(
         update={

@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import RedirectResponse
 
 from immunity.examples.sample_service import start_server
 from immunity.models.enums import ExecutionStatus as S
 from immunity.models.specs import TestCase
-from immunity.tasks.shared.runner import refusal, run_cases_sync
+from immunity.tasks.shared.runner import MAX_REDIRECTS, refusal, run_cases_sync
+
+SEEN: list[tuple[str, dict[str, str]]] = []  # what /headers received
 
 
 def _app() -> FastAPI:
@@ -45,6 +48,19 @@ def _app() -> FastAPI:
     @app.get("/flip")
     async def flip() -> Response:
         return Response(status_code=500 if next(flips) % 2 == 0 else 200)
+
+    @app.get("/loop/{n}")
+    async def loop(n: int) -> RedirectResponse:
+        return RedirectResponse(f"/loop/{n + 1}", status_code=302)
+
+    @app.get("/sso")
+    async def sso() -> RedirectResponse:
+        return RedirectResponse("http://127.0.0.1:9/login", status_code=302)
+
+    @app.get("/headers")
+    async def headers(request: Request) -> dict[str, str]:
+        SEEN.append((request.url.path, dict(request.headers)))
+        return {"ok": "yes"}
 
     return app
 
@@ -153,3 +169,50 @@ def test_many_tests_run_concurrently_one_result_each(base_url: str) -> None:
     results = run_cases_sync(cases, concurrency=8)
     assert [r.test_id for r in results] == list(range(40))
     assert {r.status for r in results} == {S.PASSED}
+
+
+def test_redirects_stay_in_the_origin_and_are_bounded(base_url: str) -> None:
+    loop = case(base_url, "http", {"path": "/loop/0"})
+    (result,) = run_cases_sync([loop])
+    assert result.status == S.ERROR and "too many times" in (result.error or "")
+    assert len(result.actual["redirects"]) == MAX_REDIRECTS + 1
+    assert [c["path"] for c in result.calls] == ["/loop/0"]
+    # A redirect to another origin is the answer: an error, unless the test expects it.
+    (result,) = run_cases_sync(
+        [case(base_url, "http", {"path": "/sso"}, {"should_not_fail": True})]
+    )
+    assert result.status == S.ERROR and "another origin" in (result.error or "")
+    assert result.actual["status"] == 302
+    (result,) = run_cases_sync([case(base_url, "http", {"path": "/sso"}, {"status": "3xx"})])
+    assert result.status == S.PASSED, result.error
+    assert (
+        result.actual.get("redirects") is None or result.actual["redirects"][0]["followed"] is False
+    )
+
+
+def test_headers_are_bounded_and_the_environment_auth_is_added(base_url: str) -> None:
+    spec = {
+        "path": "//example.invalid/headers",
+        "headers": {
+            "X-Forwarded-Host": "evil",
+            "X-HTTP-Method-Override": "DELETE",
+            "Authorization": "Bearer captured",
+            "X-Tenant": "acme",
+            "Accept": "application/json",
+        },
+    }
+    written = case(base_url, "http", spec, {"status": 200})
+    generated = written.model_copy(update={"test_id": 2, "allowed_headers": ["accept"]})
+    SEEN.clear()
+    results = run_cases_sync(
+        [written, generated], auth={base_url: {"Authorization": "Bearer environment"}}
+    )
+    assert [r.status for r in results] == [S.PASSED, S.PASSED], results
+    assert results[0].calls[0]["path"] == "//example.invalid/headers"  # as stored
+    assert [path for path, _ in SEEN] == ["/headers", "/headers"]  # as sent: same origin
+    (_, by_person), (_, by_report) = sorted(SEEN, key=lambda seen: "x-tenant" not in seen[1])
+    assert by_person["x-tenant"] == "acme" and by_report.get("x-tenant") is None
+    for sent in (by_person, by_report):
+        assert sent["authorization"] == "Bearer environment"
+        assert sent["host"] == base_url.removeprefix("http://")
+        assert "x-forwarded-host" not in sent and "x-http-method-override" not in sent

@@ -22,7 +22,7 @@ from immunity.tasks.ingest.fingerprint import (
     parse_python_traceback,
 )
 from immunity.tasks.ingest.storable import storable, storable_text
-from immunity.tasks.shared.scrub import scrub, scrub_headers, scrub_text, scrub_url
+from immunity.tasks.shared.scrub import Scrubber, scrubber
 
 __all__ = [
     "PreparedFailure",
@@ -90,17 +90,25 @@ def _truncate_tail(text: str, limit: int) -> str:
     return TRUNCATION_MARK.format(n=len(text) - limit) + text[-limit:]
 
 
-def _scrub_request(event: FailureEventIn, settings: Settings) -> dict[str, Any] | None:
+def _scrubber(settings: Settings) -> Scrubber | None:
+    """Return the scrubber of these settings (their patterns and keys), None when it is off."""
+    if not settings.scrub_enabled:
+        return None
+    return scrubber(settings.scrub_patterns, settings.scrub_keys)
+
+
+def _scrub_request(
+    event: FailureEventIn, settings: Settings, scrubs: Scrubber | None
+) -> dict[str, Any] | None:
     if event.request is None:
         return None
     request = event.request
-    body = scrub(request.body) if settings.scrub_enabled else request.body
+    # A body sent as text (a form, JSON text) is text to scrub: its `password=…` pairs go.
+    body = scrubs.scrub(request.body) if scrubs else request.body
     captured: dict[str, Any] = {
         "method": request.method,
-        "url": scrub_url(request.url) if settings.scrub_enabled else request.url,
-        "headers": scrub_headers(request.headers)
-        if settings.scrub_enabled
-        else dict(request.headers),
+        "url": scrubs.scrub_url(request.url) if scrubs else request.url,
+        "headers": scrubs.scrub_headers(request.headers) if scrubs else dict(request.headers),
         "body": body,
     }
     if body is not None:
@@ -120,18 +128,24 @@ def _user_hash(user: str | None) -> str | None:
     return hashlib.sha256(user.encode()).hexdigest()[:32] if user else None
 
 
-@lru_cache(maxsize=8192)  # source lines repeat in every occurrence of a bug
-def _scrub_line(line: str) -> str:
-    return scrub_text(line)
+_FRAME_TEXTS = ("filename", "module", "function", "context_line")
 
 
-def _stored_frames(frames: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+def _stored_frames(
+    frames: list[dict[str, Any]], settings: Settings, scrubs: Scrubber | None
+) -> list[dict[str, Any]]:
     stored = frames[-settings.max_frames :]
-    if settings.scrub_enabled:
+    if scrubs is not None:
+        text = scrubs.scrub_text  # remembers: a bug's frames repeat in each occurrence
         for frame in stored:
-            if frame["context_line"]:
-                frame["context_line"] = _scrub_line(frame["context_line"])
+            for name in _FRAME_TEXTS:
+                if frame[name]:
+                    frame[name] = text(frame[name])
     return stored
+
+
+def _maybe(text: str | None, scrubs: Scrubber | None) -> str | None:
+    return scrubs.scrub_text(text) if scrubs is not None and text else text
 
 
 def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailure:
@@ -145,10 +159,11 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
     frames: list[dict[str, Any]] = event.frames  # type: ignore[assignment]
     if not frames and event.stacktrace:
         frames = [full_frame(frame) for frame in parse_python_traceback(event.stacktrace)]
+    scrubs = _scrubber(settings)
     error_type = truncate(event.error_type, 200)
     message = truncate(event.message, settings.max_message_chars)
-    if settings.scrub_enabled:
-        message = scrub_text(message)
+    if scrubs is not None:
+        error_type, message = scrubs.scrub_text(error_type), scrubs.scrub_text(message)
     grouped = frames_fingerprint(error_type, frames, settings.in_app_include)
     known_message = None
     if grouped is None:
@@ -157,21 +172,20 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
     stacktrace = event.stacktrace
     if stacktrace is not None:
         stacktrace = _truncate_tail(stacktrace, settings.max_message_chars * 4)
-        if settings.scrub_enabled:
-            stacktrace = scrub_text(stacktrace)
+        stacktrace = _maybe(stacktrace, scrubs)
     received_at = event.received_at or utcnow()
     row = {
         "received_at": received_at,
-        "environment": event.environment,
-        "release": event.release,
+        "environment": _maybe(event.environment, scrubs),
+        "release": _maybe(event.release, scrubs),
         "error_type": error_type,
         "message": message,
-        "frames": _stored_frames(frames, settings),
+        "frames": _stored_frames(frames, settings, scrubs),
         "stacktrace": stacktrace,
-        "request": _scrub_request(event, settings),
+        "request": _scrub_request(event, settings, scrubs),
         "status_code": event.status_code,
-        "context": scrub(event.context) if settings.scrub_enabled else event.context,
-        "tags": scrub(event.tags) if settings.scrub_enabled else event.tags,
+        "context": scrubs.scrub(event.context) if scrubs else event.context,
+        "tags": scrubs.scrub(event.tags) if scrubs else event.tags,
         "user_hash": _user_hash(event.user),
         "source": event.source.value,
         "category": category,
@@ -180,7 +194,7 @@ def prepare_failure(event: FailureEventIn, settings: Settings) -> PreparedFailur
     return PreparedFailure(
         fingerprint=grouped[0],
         error_type=error_type,
-        culprit=truncate(grouped[1], 500),
+        culprit=_maybe(truncate(grouped[1], 500), scrubs) or "",
         category=category,
         severity=severity,
         received_at=received_at,
@@ -246,11 +260,12 @@ def aggregate_signatures(
 
 def prepare_success(event: SuccessEventIn, settings: Settings) -> dict[str, Any]:
     """Return the stored row of one success event."""
+    scrubs = _scrubber(settings)
     return {
-        "operation": event.operation,
+        "operation": _maybe(event.operation, scrubs),
         "received_at": event.received_at or utcnow(),
-        "environment": event.environment,
+        "environment": _maybe(event.environment, scrubs),
         "duration_ms": event.duration_ms,
         "list_counts": event.list_counts,
-        "meta": scrub(event.metadata) if settings.scrub_enabled else event.metadata,
+        "meta": scrubs.scrub(event.metadata) if scrubs else event.metadata,
     }

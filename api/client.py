@@ -8,7 +8,8 @@ exception family, so a caller catches at the level it cares about:
         ├── ApiUnreachableError     no answer at all: refused, timed out (also UnavailableError)
         └── ApiResponseError        an error answer; `.status`, `.detail` and the parsed `.body`
             ├── ApiInvalidInputError    400, 413, 415, 422 (also InvalidInputError)
-            ├── ApiRefusedError         403: immunity will not do this (also RefusedError)
+            ├── ApiRefusedError         403: not for this token (it lacks the scope the request
+            │                           needs) or not at all (also RefusedError)
             │   └── ApiAuthError        401: no token, or a wrong one
             ├── ApiNotFoundError        404 (also NotFoundError)
             ├── ApiConflictError        409 (also ConflictError)
@@ -214,9 +215,11 @@ class _Calls:
 
     @staticmethod
     def decide_fix(
-        proposal_id: int, approved: bool, reviewer: str, notes: str
+        proposal_id: int, approved: bool, reviewer: str | None, notes: str
     ) -> _Call[DecisionAnswer]:
-        body = {"approved": approved, "reviewer": reviewer, "notes": notes}
+        body: dict[str, Any] = {"approved": approved, "notes": notes}
+        if reviewer is not None:
+            body["reviewer"] = reviewer
         path = f"/api/v1/fixes/{int(proposal_id)}/decision"
         return _Call("POST", path, _model(DecisionAnswer), json=body)
 
@@ -318,9 +321,10 @@ class Client(_Base):
         return self._run(_Calls.fix(proposal_id))
 
     def decide_fix(
-        self, proposal_id: int, approved: bool, reviewer: str, notes: str = ""
+        self, proposal_id: int, approved: bool, reviewer: str | None = None, notes: str = ""
     ) -> DecisionAnswer:
-        """Return the API's receipt of a decision on a proposal awaiting approval."""
+        """Return the API's receipt of a decision on a proposal awaiting approval, recorded as
+        the token's principal (it needs the `review` scope; `reviewer` is not used)."""
         return self._run(_Calls.decide_fix(proposal_id, approved, reviewer, notes))
 
     def health(self) -> HealthAnswer:
@@ -393,9 +397,10 @@ class AsyncClient(_Base):
         return await self._run(_Calls.fix(proposal_id))
 
     async def decide_fix(
-        self, proposal_id: int, approved: bool, reviewer: str, notes: str = ""
+        self, proposal_id: int, approved: bool, reviewer: str | None = None, notes: str = ""
     ) -> DecisionAnswer:
-        """Return the API's receipt of a decision on a proposal awaiting approval."""
+        """Return the API's receipt of a decision on a proposal awaiting approval, recorded as
+        the token's principal (it needs the `review` scope; `reviewer` is not used)."""
         return await self._run(_Calls.decide_fix(proposal_id, approved, reviewer, notes))
 
     async def health(self) -> HealthAnswer:

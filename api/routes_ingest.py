@@ -1,18 +1,19 @@
-"""Native ingest: batches of failure and success events, bearer-token auth, and health."""
+"""Native ingest: batches of failure and success events (a token with the `ingest` scope; the
+failures go to the token's project), and health."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.background import BackgroundTask
 
-from immunity.api.auth import require_token
 from immunity.api.body import decode_json, read_body
+from immunity.api.deps import IngesterDep
 from immunity.api.errors import ApiError, error_responses
 from immunity.api.ingest_openapi import FAILURES_BODY, SUCCESSES_BODY
 from immunity.api.public import CreatedTest, HealthAnswer, IngestAnswer
@@ -35,8 +36,7 @@ _NOTHING_ACCEPTED = {
 }
 _INGEST_ROUTE: dict[str, Any] = {
     "response_model": IngestAnswer,
-    "dependencies": [Depends(require_token)],
-    "responses": {400: _NOTHING_ACCEPTED, **error_responses(401, 413, 415, 503)},
+    "responses": {400: _NOTHING_ACCEPTED, **error_responses(401, 403, 413, 415, 503)},
 }
 
 
@@ -73,19 +73,24 @@ def _answer(result: BatchResult, background: BackgroundTask | None = None) -> JS
 
 
 @router.post("/failures", openapi_extra={"requestBody": FAILURES_BODY}, **_INGEST_ROUTE)
-async def post_failures(request: Request) -> JSONResponse:
+async def post_failures(request: Request, principal: IngesterDep) -> JSONResponse:
     """Store a batch of failure events and build the tests it made due; a 2xx means the
     accepted ones are committed (the new tests' reproduction check runs after the answer)."""
     events = await _events(request)
     state = request.app.state
     result = await run_in_threadpool(
-        process_failures, events, engine=state.engine, settings=state.settings, generate=True
+        process_failures,
+        events,
+        engine=state.engine,
+        settings=state.settings,
+        generate=True,
+        project=principal.project,
     )
     return _answer(result, background=reproduction_check(state, result.verify))
 
 
 @router.post("/successes", openapi_extra={"requestBody": SUCCESSES_BODY}, **_INGEST_ROUTE)
-async def post_successes(request: Request) -> JSONResponse:
+async def post_successes(request: Request, principal: IngesterDep) -> JSONResponse:
     """Store a batch of success events (the failure rate's denominator)."""
     events = await _events(request)
     state = request.app.state

@@ -2,9 +2,10 @@
 
 `sentry_sdk.init(dsn="http://<key>@<immunity host>/<project id>")` makes the SDK post envelopes to
 `/api/<project id>/envelope/` (older SDKs: one JSON event to `/store/`). The project id must be in
-`settings.sentry_projects` (404 otherwise) and the DSN key must match it (401). Error events go
-through the same pipeline as native failures, ended sessions become success events, and a 200
-`{"id": <event id>}` (Sentry's answer) means everything in the request is committed.
+`settings.sentry_projects` (404 otherwise) and the DSN key must match it (401); the project id
+is the project the events' signatures belong to (the same error in two projects is two). Error
+events go through the same pipeline as native failures, ended sessions become success events,
+and a 200 `{"id": <event id>}` (Sentry's answer) means everything in the request is committed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _authorize(request: Request, project_id: str) -> None:
 
 
 def _ingest(
-    data: bytes, parse: Callable[[bytes], SentryBatch], state: Any
+    data: bytes, parse: Callable[[bytes], SentryBatch], state: Any, project: str
 ) -> tuple[dict[str, Any], list[int]]:
     """Return the answer after committing one Sentry request, and the tests due for a check.
 
@@ -64,6 +65,7 @@ def _ingest(
         settings=state.settings,
         generate=True,
         all_or_nothing=True,
+        project=project,
     )
     if result.rejected:
         raise ApiError(400, "; ".join(str(r) for r in result.rejected)[:2_000])
@@ -89,7 +91,7 @@ async def post_envelope(project_id: str, request: Request) -> JSONResponse:
     _authorize(request, project_id)
     data = await read_body(request, request.app.state.settings.max_request_bytes)
     state = request.app.state
-    answer, verify = await run_in_threadpool(_ingest, data, envelope_to_batch, state)
+    answer, verify = await run_in_threadpool(_ingest, data, envelope_to_batch, state, project_id)
     return JSONResponse(answer, background=reproduction_check(state, verify))
 
 
@@ -102,7 +104,7 @@ async def post_store(project_id: str, request: Request) -> JSONResponse:
     _authorize(request, project_id)
     data = await read_body(request, request.app.state.settings.max_request_bytes)
     state = request.app.state
-    answer, verify = await run_in_threadpool(_ingest, data, store_to_batch, state)
+    answer, verify = await run_in_threadpool(_ingest, data, store_to_batch, state, project_id)
     # Sentry answers every stored event with an id, generated when the client sent none.
     return JSONResponse(
         {**answer, "id": answer["id"] or uuid.uuid4().hex},

@@ -186,7 +186,7 @@ def raw_statements(engine: Engine) -> tuple[Any, Any]:
     """Return the baseline's two statements: add to signatures' counts, insert event rows."""
     insert = dialect_insert(engine, signature_table)
     upsert = insert.on_conflict_do_update(
-        index_elements=[signature_table.c.fingerprint],
+        index_elements=[signature_table.c.project, signature_table.c.fingerprint],
         set_={
             "occurrence_count": signature_table.c.occurrence_count
             + insert.excluded.occurrence_count

@@ -33,10 +33,22 @@ __all__ = [
 
 
 class Signature(SQLModel, table=True):
-    """A group of failures that share a fingerprint (seed: generation_failures)."""
+    """A group of failures of one project that share a fingerprint (seed: generation_failures)."""
+
+    # The same error in two projects is two signatures. The key's first column is the project,
+    # so it is also the index that reads one project's signatures.
+    __table_args__ = (
+        UniqueConstraint("project", "fingerprint", name="uq_signature_project_fingerprint"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    fingerprint: str = Field(max_length=64, unique=True)
+    project: str = Field(
+        default="default",
+        max_length=64,
+        sa_column_kwargs={"server_default": "default"},
+        description="Whose: a Sentry DSN's project id, or the ingest token's project.",
+    )
+    fingerprint: str = Field(max_length=64)
     error_type: str = Field(max_length=256)
     message: str = Field(sa_column=Column(Text, nullable=False), description="Normalised message.")
     culprit: str = Field(default="", max_length=512, description="Top in-app frame.")

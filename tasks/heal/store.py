@@ -17,6 +17,7 @@ from immunity.models.errors import ConflictError, NotFoundError
 from immunity.models.fixes import Candidate, DiffCheck, Verification
 from immunity.models.heal_tables import FixEvent, FixProposal
 from immunity.models.schemas import utcnow
+from immunity.models.tables import Signature
 
 __all__ = [
     "OPEN_STATUSES",
@@ -149,12 +150,16 @@ def get_proposal(*, session: Session, proposal_id: int) -> FixProposal:
 
 
 def list_proposals(
-    *, session: Session, statuses: Sequence[str] = (), limit: int = 50
+    *, session: Session, statuses: Sequence[str] = (), limit: int = 50, project: str | None = None
 ) -> list[FixProposal]:
-    """Return the newest proposals, optionally only those in `statuses`."""
+    """Return the newest proposals, optionally only those in `statuses` or of `project`'s
+    signatures."""
     query = select(FixProposal).order_by(col(FixProposal.id).desc()).limit(limit)
     if statuses:
         query = query.where(col(FixProposal.status).in_(list(statuses)))
+    if project is not None:
+        in_project = select(Signature.id).where(Signature.project == project)
+        query = query.where(col(FixProposal.signature_id).in_(in_project))
     return list(session.exec(query).all())
 
 

@@ -167,8 +167,11 @@ def ingest_events(
     indexes: Sequence[int] | None = None,
     generate: bool = False,
     all_or_nothing: bool = False,
+    project: str = "default",
 ) -> BatchResult:
     """Return what storing a batch of failure and success events did, in one transaction.
+
+    The failures group into `project`'s signatures (the same error in two projects is two).
 
     Bad events are rejected by index (`indexes` when the batch holds one kind, such as a file's
     line numbers; their position otherwise) and the good ones kept; with `all_or_nothing`, any
@@ -192,7 +195,7 @@ def ingest_events(
             try:
                 with Session(engine) as session, session.begin():
                     conn = session.connection()
-                    stored = store_failures(conn, prepared, settings, utcnow())
+                    stored = store_failures(conn, prepared, settings, utcnow(), project)
                     store_successes(conn, rows)
                     # Freed on another thread while the database works (see release): `batch`
                     # and `prepared` held the last references to its events and rows.
@@ -222,11 +225,17 @@ def process_failures(
     settings: Settings,
     indexes: Sequence[int] | None = None,
     generate: bool = False,
+    project: str = "default",
 ) -> BatchResult:
-    """Validate, classify, scrub, fingerprint and store a batch of failure events (see
-    `ingest_events`), building the tests it made due when `generate` is set."""
+    """Validate, classify, scrub, fingerprint and store a batch of failure events in `project`
+    (see `ingest_events`), building the tests it made due when `generate` is set."""
     return ingest_events(
-        raw_events, engine=engine, settings=settings, indexes=indexes, generate=generate
+        raw_events,
+        engine=engine,
+        settings=settings,
+        indexes=indexes,
+        generate=generate,
+        project=project,
     )
 
 

@@ -66,7 +66,7 @@ def _upsert_statement(backend: str) -> Any:
     stmt = _insert_on(backend, signature_table)
     current, incoming = signature_table.c, stmt.excluded
     return stmt.on_conflict_do_update(
-        index_elements=[current.fingerprint],
+        index_elements=[current.project, current.fingerprint],
         set_={
             # Atomic in the database: concurrent writers add, they never overwrite.
             "occurrence_count": current.occurrence_count + incoming.occurrence_count,
@@ -97,8 +97,9 @@ def _upsert_statement(backend: str) -> Any:
     )
 
 
-def _signature_row(delta: SignatureDelta, now: Any) -> dict[str, Any]:
+def _signature_row(delta: SignatureDelta, now: Any, project: str) -> dict[str, Any]:
     return {
+        "project": project,
         "fingerprint": delta.fingerprint,
         "error_type": delta.error_type,
         # Only a signature this batch creates keeps its message: written once it is known which
@@ -129,10 +130,15 @@ def _newest_per_signature(
 
 
 def store_failures(
-    conn: Connection, prepared: Sequence[PreparedFailure], settings: Settings, now: Any
+    conn: Connection,
+    prepared: Sequence[PreparedFailure],
+    settings: Settings,
+    now: Any,
+    project: str = "default",
 ) -> StoredBatch:
-    """Upsert the batch's signatures, insert its samples and prune the oldest past the bound,
-    inside the caller's transaction."""
+    """Upsert the batch's signatures in `project`, insert its samples and prune the oldest past
+    the bound, inside the caller's transaction (a batch is one project's, so fingerprints name
+    its signatures)."""
     result = StoredBatch()
     if not prepared:
         return result
@@ -140,7 +146,7 @@ def store_failures(
     statement = _upsert_statement(conn.dialect.name)
     created = []
     for start in range(0, len(deltas), STATEMENT_ROWS):
-        rows = [_signature_row(d, now) for d in deltas[start : start + STATEMENT_ROWS]]
+        rows = [_signature_row(d, now, project) for d in deltas[start : start + STATEMENT_ROWS]]
         for row in conn.execute(statement, rows):
             result.signature_ids[row.fingerprint] = row.id
             # created_at is only written on insert, so `now` there means this batch created it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, or_
 from sqlmodel import Session, col, select
 
 from immunity.models.enums import Reproduction, TestState
@@ -54,9 +54,15 @@ def state_of_test(test: RegressionTest) -> TestState:
 
 
 def list_signatures(
-    engine: Engine, *, limit: int = 50, offset: int = 0, status: str | None = None
+    engine: Engine,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    status: str | None = None,
+    project: str | None = None,
 ) -> Sequence[Signature]:
-    """Return the most recently seen signatures, newest first; `status`: only those in it."""
+    """Return the most recently seen signatures, newest first; `status`: only those in it;
+    `project`: only that project's."""
     with Session(engine) as session:
         query = (
             select(Signature)
@@ -66,6 +72,8 @@ def list_signatures(
         )
         if status is not None:
             query = query.where(Signature.status == status)
+        if project is not None:
+            query = query.where(Signature.project == project)
         return session.exec(query).all()
 
 
@@ -76,11 +84,13 @@ def list_tests(
     offset: int = 0,
     unverified: bool = False,
     state: TestState | None = None,
+    project: str | None = None,
 ) -> Sequence[RegressionTest]:
-    """Return regression tests, newest first; `state` or `unverified` narrow the selection.
+    """Return regression tests, newest first; `state`, `unverified` or `project` narrow them.
 
     `state`: only active, quarantined or inactive tests; `unverified`: only generated tests whose
-    reproduction is not yet trusted.
+    reproduction is not yet trusted; `project`: only tests built from that project's signatures
+    (tests written by hand belong to the default project).
     """
     with Session(engine) as session:
         query = (
@@ -94,7 +104,15 @@ def list_tests(
         if unverified:
             untrusted = [state.value for state in UNTRUSTED_REPRODUCTION]
             query = query.where(col(RegressionTest.reproduction).in_(untrusted))
+        if project is not None:
+            query = query.where(_in_project(project))
         return session.exec(query).all()
+
+
+def _in_project(project: str) -> Any:
+    source = col(RegressionTest.created_from_signature_id)
+    built = source.in_(select(Signature.id).where(Signature.project == project))
+    return or_(built, source.is_(None)) if project == "default" else built
 
 
 def list_executions(

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from immunity.api.app import create_app
-from immunity.api.auth import ALL_SCOPES, hash_token
+from immunity.api.auth import LEGACY_SCOPES, hash_token
 from immunity.api.deps import PrincipalDep, SessionDep
 from immunity.examples.sample_service.server import start_server
 from immunity.models.errors import ConflictError
@@ -78,13 +78,16 @@ def test_the_request_commits_what_its_route_wrote_and_rolls_back_when_it_raises(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("token", [HASHED, PLAIN])
-def test_a_token_is_a_principal_named_by_a_prefix_of_its_hash(base_url: str, token: str) -> None:
+def test_a_bare_token_is_a_principal_named_by_a_prefix_of_its_hash(
+    base_url: str, token: str
+) -> None:
     answer = httpx.get(
         f"{base_url}/probe/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     assert answer.status_code == 200
     digest = hashlib.sha256(token.encode()).hexdigest()
-    assert answer.json() == {"name": f"token:{digest[:8]}", "scopes": sorted(ALL_SCOPES)}
+    # Bare tokens predate scopes: they may send events and read, not decide.
+    assert answer.json() == {"name": f"token:{digest[:8]}", "scopes": sorted(LEGACY_SCOPES)}
     assert token not in answer.text
 
 
@@ -102,12 +105,16 @@ def test_a_principal_needs_a_valid_bearer_token(base_url: str) -> None:
 def test_openapi_describes_every_fixes_body_and_its_errors(base_url: str) -> None:
     spec = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
     expected = {
-        ("/api/v1/fixes", "get"): ("200", "FixList", {"401", "422", "503"}),
-        ("/api/v1/fixes/{proposal_id}", "get"): ("200", "FixDetail", {"401", "404", "503"}),
+        ("/api/v1/fixes", "get"): ("200", "FixList", {"401", "403", "422", "503"}),
+        ("/api/v1/fixes/{proposal_id}", "get"): (
+            "200",
+            "FixDetail",
+            {"401", "403", "404", "503"},
+        ),
         ("/api/v1/fixes/{proposal_id}/decision", "post"): (
             "202",
             "DecisionAnswer",
-            {"401", "404", "409", "422", "503"},
+            {"401", "403", "404", "409", "422", "503"},
         ),
     }
     for (path, method), (ok, model, errors) in expected.items():

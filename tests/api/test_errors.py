@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine
 from sqlmodel import Session
 
 from immunity.api.app import create_app
+from immunity.api.auth import hash_token
 from immunity.api.errors import ApiError
 from immunity.examples.sample_service.server import start_server
 from immunity.models.enums import FixStatus
@@ -26,7 +27,7 @@ from immunity.models.errors import (
 )
 from immunity.models.heal_tables import FixProposal
 from immunity.models.schemas import utcnow
-from immunity.models.settings import Settings
+from immunity.models.settings import ApiToken, Settings
 from immunity.models.tables import Signature
 
 TOKEN = "imm_errors_token"
@@ -55,7 +56,8 @@ RAISED: dict[str, Exception] = {
 
 
 def _app(engine: Engine) -> FastAPI:
-    app = create_app(Settings(api_tokens=[TOKEN]), engine)
+    reviewer = ApiToken(hash=hash_token(TOKEN), name="ana", scopes=["read", "review"])
+    app = create_app(Settings(api_tokens=[reviewer]), engine)
     raisers = APIRouter(prefix="/raise")
     for name, error in RAISED.items():
         raisers.add_api_route(f"/{name}", _raiser(error), methods=["GET"])
@@ -147,8 +149,8 @@ def test_real_routes_answer_not_found_invalid_and_conflict(
         headers={"Content-Type": "application/json"},
     )
     assert unreadable.status_code == 400 and "JSON" in unreadable.json()["error"]
-    unnamed = api.post(f"/api/v1/fixes/{decided_id}/decision", json={"approved": True})
-    assert unnamed.status_code == 422 and "reviewer" in unnamed.json()["error"]
+    undecided = api.post(f"/api/v1/fixes/{decided_id}/decision", json={"notes": "hm"})
+    assert undecided.status_code == 422 and "approved" in undecided.json()["error"]
 
 
 def test_unknown_paths_and_missing_tokens_answer_in_the_same_shape(api: httpx.Client) -> None:

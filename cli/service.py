@@ -32,23 +32,58 @@ def _update_env(path: Path, key: str, update: object) -> None:
 
 @token_app.command("create")
 def token_create(
+    name: Annotated[
+        str,
+        typer.Option(help="Who the token acts as: decisions made with it are recorded so."),
+    ],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="What it may do, repeatable: ingest (send events), read (signatures, tests,"
+            " fixes), review (decide fixes), admin (everything, every project). Default: ingest.",
+        ),
+    ] = None,
+    project: Annotated[
+        str, typer.Option(help="Its project: where its events go and what it reads.")
+    ] = "default",
     env_file: Annotated[
         Path, typer.Option(help="The .env file that keeps the token's hash.")
     ] = Path(".env"),
 ) -> None:
-    """Create an API token: it is printed once; only its SHA-256 hash is written to .env."""
-    from immunity.api.auth import hash_token, new_token
+    """Create an API token: it is printed once; only its SHA-256 hash, with its name, scopes and
+    project, is written to .env."""
+    from immunity.api.auth import ALL_SCOPES, hash_token, new_token
 
+    scopes = sorted(set(scope or ["ingest"]))
+    unknown = [found for found in scopes if found not in ALL_SCOPES]
+    if unknown:
+        known = ", ".join(sorted(ALL_SCOPES))
+        raise typer.BadParameter(
+            f"unknown scope {unknown[0]!r} (one of {known})", param_hint="--scope"
+        )
+    if not name.strip() or len(name) > 200:
+        raise typer.BadParameter("a name of 1 to 200 characters", param_hint="--name")
+    if not project.strip() or len(project) > 64:
+        raise typer.BadParameter("a project of 1 to 64 characters", param_hint="--project")
     token = new_token()
-    _update_env(env_file, "IMMUNITY_API_TOKENS", lambda now: [*(now or []), hash_token(token)])
+    entry = {"hash": hash_token(token), "name": name, "scopes": scopes, "project": project}
+    _update_env(env_file, "IMMUNITY_API_TOKENS", lambda now: [*(now or []), entry])
     console.print("token (shown once, keep it in your secret store):")
     typer.echo(token)  # plain, so no terminal wrapping breaks it when copied
-    console.print(f"its hash was added to IMMUNITY_API_TOKENS in {env_file}")
+    console.print(
+        f"its hash was added to IMMUNITY_API_TOKENS in {env_file}: {name}, scopes"
+        f" {', '.join(scopes)}, project {project} (restart the API to use it)",
+        highlight=False,
+        markup=False,
+    )
 
 
 @dsn_app.command("create")
 def dsn_create(
-    project: Annotated[str, typer.Option(help="Project id used in the DSN path.")] = "1",
+    project: Annotated[
+        str, typer.Option(help="Project id in the DSN path: the project its events belong to.")
+    ] = "1",
     host: Annotated[str, typer.Option(help="Where clients reach the API.")] = "127.0.0.1:8100",
     env_file: Annotated[Path, typer.Option(help="The .env file that keeps the key.")] = Path(
         ".env"

@@ -26,6 +26,16 @@ def up(
             " (default: SQLite under PREFECT_HOME)."
         ),
     ] = None,
+    prefect_auth_string: Annotated[
+        str | None,
+        typer.Option(
+            envvar="IMMUNITY_PREFECT_AUTH_STRING",
+            show_envvar=True,
+            help="user:password the Prefect server and UI ask for (basic auth); the API and the"
+            " deployments present it. Set it whenever others can reach the UI: its approval form"
+            " records whatever reviewer name is typed in.",
+        ),
+    ] = None,
 ) -> None:
     """Start a Prefect server, the immunity API and every deployment; SIGTERM/Ctrl-C stops all."""
     from immunity.deployments.stack import Piece, Stack, StackError
@@ -38,6 +48,7 @@ def up(
         api_port=api_port,
         logs=logs,
         prefect_database_url=prefect_database_url,
+        prefect_auth_string=prefect_auth_string,
     )
     signal.signal(signal.SIGTERM, stack.request_stop)
     signal.signal(signal.SIGINT, stack.request_stop)
@@ -45,11 +56,17 @@ def up(
     def ready(piece: Piece) -> None:
         console.print(f"[green]✓[/] {piece.name} (log: {piece.log})")
 
+    if prefect_auth_string:
+        access = "The Prefect UI asks for the auth string; in your shell also export"
+        access += " PREFECT_API_AUTH_STRING=<the same user:password>.\n"
+    else:
+        access = "The Prefect UI (and its approval form) is open to whoever reaches it:"
+        access += " IMMUNITY_PREFECT_AUTH_STRING=user:password protects it.\n"
     try:
         stack.start(on_ready=ready)
         console.print(
             f"\nPrefect UI: [bold]{stack.prefect_url}[/]   immunity API: [bold]{stack.api_url}[/]\n"
-            f"In your shell: export PREFECT_API_URL={stack.prefect_url}/api\n"
+            f"In your shell: export PREFECT_API_URL={stack.prefect_url}/api\n{access}"
             "Ctrl-C or SIGTERM stops everything (deployments are paused on the way out)."
         )
         stack.watch()

@@ -4,6 +4,11 @@ together, for a team trying immunity for real on one machine.
 Each piece is its own process (logs under `<data dir>/logs/`). SIGTERM or Ctrl-C stops them in
 reverse order: `serve` first (it pauses its deployments' schedules on the way out), then the API,
 then the server. If one piece dies, the others are stopped and the reason is shown.
+
+With an auth string (`user:password`) the Prefect server and its UI ask for it
+(`PREFECT_SERVER_API_AUTH_STRING`), and the API and `serve` present it (`PREFECT_API_AUTH_STRING`):
+the UI's approval form records the reviewer name typed into it, so whoever reaches the UI can
+decide fixes.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class Stack:
         api_port: int,
         logs: Path,
         prefect_database_url: str | None = None,
+        prefect_auth_string: str | None = None,
     ) -> None:
         self.prefect_url = f"http://{host}:{prefect_port}"
         self.api_url = f"http://{host}:{api_port}"
@@ -102,6 +108,10 @@ class Stack:
             server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url
         # The API and the deployments talk to this server (the API resumes paused runs on it).
         client_env = {"PREFECT_API_URL": f"{self.prefect_url}/api"}
+        if prefect_auth_string:
+            # Basic auth on every route but health; the clients send the same string.
+            server_env["PREFECT_SERVER_API_AUTH_STRING"] = prefect_auth_string
+            client_env["PREFECT_API_AUTH_STRING"] = prefect_auth_string
         python = sys.executable
         self.pieces = [
             Piece(

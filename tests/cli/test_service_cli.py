@@ -18,8 +18,9 @@ def test_token_create_keeps_only_the_hash_and_settings_accept_the_token(tmp_path
     env = tmp_path / ".env"
     env.write_text("IMMUNITY_GENERATION_THRESHOLD=4\n")
     tokens = []
-    for _ in range(2):
-        result = runner.invoke(app, ["token", "create", "--env-file", str(env)])
+    for n in range(2):
+        command = ["token", "create", "--name", f"svc-{n}", "--env-file", str(env)]
+        result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output
         tokens.append(re.search(r"^imm_\S+$", result.output, re.MULTILINE).group(0))
     text = env.read_text()

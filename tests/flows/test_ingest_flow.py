@@ -52,13 +52,13 @@ def generation_artifacts() -> list:
 
 def test_the_pipeline_outside_a_run_builds_the_test_and_publishes_nothing(store: str) -> None:
     # An error type of its own: other tests' flows publish generation artifacts meanwhile.
-    error_type = f"OutsideRun{uuid.uuid4().hex[:8]}Error"
-    events = [{**recipe_failure(n), "error_type": error_type} for n in range(3)]
+    token = uuid.uuid4().hex[:8]
+    events = [{**recipe_failure(n), "error_type": f"OutsideRun{token}Error"} for n in range(3)]
     result = process_failures(events, engine=get_engine(store), settings=settings(), generate=True)
     assert [o.created for o in result.generated] == [True] and result.verify
     with Session(get_engine(store)) as session:
         test = session.get(RegressionTest, result.generated[0].test_id)
-    assert test is not None and error_type in test.name
+    assert test is not None and token in test.name
     assert not any(test.name in json.dumps(a.data) for a in generation_artifacts())
 
 

@@ -172,6 +172,7 @@ _MEMO_CHARS, _MEMO_SIZE = 512, 32_768
 # Headers whose value is a URL that may carry the original request's query string.
 _URL_HEADERS = frozenset({"referer", "referrer", "location", "content-location", "origin"})
 _HIDDEN, _URL_VALUED, _TEXT = "hidden", "url", "text"
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,9 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
     def plain_string(value: str) -> str:
         if value.startswith(("http://", "https://")) and " " not in value:
             return url(value)
+        if "=" in value and ("%" in value or "+" in value) and not _SPACE.search(value):
+            # A form-encoded body: its values are read decoded (`password%3Dx` hides nothing).
+            return text(params(value))
         return text(value)
 
     string = _memoized(plain_string)

@@ -92,11 +92,12 @@ def _userinfo(match: re.Match[str]) -> str:
 def _assignments(text: str, sensitive_key: Callable[[str], bool]) -> str:
     def replace(match: re.Match[str]) -> str:
         value = match["value"]
-        if not sensitive_key(match["key"]) or FILTERED in value:
-            return match[0]
-        if match["sep"] == ":" and value[:2] == "//":  # `https://…`: a URL, not a pair
-            return match[0]
         head = match[0][: match.start("value") - match.start()]
+        harmless = not sensitive_key(match["key"]) or (match["sep"] == ":" and value[:2] == "//")
+        if harmless:  # (`https://…` is a URL, not a pair) but its value may hold pairs
+            return head + _ASSIGNMENT.sub(replace, value) if len(value) > 2 else match[0]
+        if FILTERED in value:
+            return match[0]
         quote = value[:2] if value[:1] == "\\" else value[:1]
         if quote in ('"', "'", '\\"'):
             if len(value) <= 2 * len(quote):
@@ -144,7 +145,7 @@ def _mixed_case(text: str) -> str:
     if "PRIVATE KEY" in text:
         text = _PEM.sub(FILTERED, text)
     if (
-        "gh" in text or "npm_" in text or "k_live_" in text or "k_test_" in text
+        "gh" in text or "_pat_" in text or "npm_" in text or "k_live_" in text or "k_test_" in text
         or "sk-" in text or "xox" in text or "glpat-" in text or "AIza" in text or "SG." in text
     ):  # fmt: skip
         text = _TOKENS.sub(FILTERED, text)

@@ -1,15 +1,17 @@
-"""Scrubbing: secrets under sensitive keys, headers, URLs, cards and e-mails never survive."""
+"""Scrubbing: secrets (by key or by shape), cards and e-mails never survive."""
 
 from __future__ import annotations
 
 import copy
+import json
 import random
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from immunity.models.settings import Settings
 from immunity.tasks.shared.scrub import (
     FILTERED,
     is_sensitive_key,
@@ -17,7 +19,9 @@ from immunity.tasks.shared.scrub import (
     scrub_headers,
     scrub_text,
     scrub_url,
+    scrubber,
 )
+from tests.security.secrets_corpus import CORPUS, SCRUB_KEYS, SCRUB_PATTERNS, forms
 
 VISA = "4111111111111111"
 AMEX = "378282246310005"
@@ -271,3 +275,96 @@ def test_scrubbing_a_url_twice_changes_nothing_more(scheme: str, rest: str) -> N
     assert scrub(once) == once
     # An empty user info hides nothing (`http:////@` re-joins as `http://@`).
     assert scrub_url("http:////@") == scrub_url("http://@") == "http://@"
+
+
+# --- secrets found by their shape ----------------------------------------------------------------
+
+USER = scrubber(SCRUB_PATTERNS, SCRUB_KEYS)
+
+
+@pytest.mark.parametrize("kind", sorted(CORPUS))
+def test_every_kind_of_secret_goes_from_every_kind_of_string(kind: str) -> None:
+    carrier, secret = CORPUS[kind]
+    places = {
+        "text": USER.scrub_text(carrier),
+        "prose": USER.scrub_text(f"Error: upstream failed ({carrier}); retry later"),
+        "value": USER.scrub({"note": carrier})["note"],
+        "nested": USER.scrub({"a": [{"b": {"c": carrier}}]})["a"][0]["b"]["c"],
+        "key": next(iter(USER.scrub({carrier: 1}))),
+        "header": USER.scrub_headers({"X-Unusual-Thing": carrier})["X-Unusual-Thing"],
+        "query": USER.scrub_url(f"https://app.example.com/p?next={quote(carrier, safe='')}&n=1"),
+        "form": USER.scrub(f"note={quote_plus(carrier)}&page=2"),
+        "json text": USER.scrub_text(json.dumps({"note": carrier})),
+    }
+    for place, scrubbed in places.items():
+        leaked = [form for form in forms(secret) if form in scrubbed]
+        assert not leaked, (place, scrubbed)
+        assert USER.scrub_text(scrubbed) == scrubbed, place  # twice changes nothing more
+    assert FILTERED in places["text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("password=hunter2&user=ada", f"password={FILTERED}&user=ada"),
+        ('{"api_key": "k-1", "n": 2}', f'{{"api_key": "{FILTERED}", "n": 2}}'),
+        ("Authorization: Bearer abc.def-123", f"Authorization: Bearer {FILTERED}"),
+        ("retry with Bearer abc.def-123", f"retry with Bearer {FILTERED}"),
+        ("db postgresql://u:pw@db:5432/x down", f"db postgresql://{FILTERED}@db:5432/x down"),
+        ("key AKIAZ7QX3MPLR4TUVW2Y", f"key {FILTERED}"),
+        ("a\n-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\nb", f"a\n{FILTERED}\nb"),
+        ("cut -----BEGIN EC PRIVATE KEY-----\nMHcCAQEE", f"cut {FILTERED}"),
+        ('body={\\"secret\\": \\"s3\\"}', f'body={{\\"secret\\": \\"{FILTERED}\\"}}'),
+    ],
+)
+def test_secrets_in_text_are_replaced_and_the_rest_kept(text: str, expected: str) -> None:
+    assert scrub_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token validation failed for job 12",
+        "basic validation failed",
+        "commit 3f2a9c1e5b7d4f6a8c0e2b4d6f8a0c2e4b6d8f0a merged",
+        "see https://github.com/@octocat and https://app.example.com/a?b=1",
+        "KeyError: 'password'",
+        "could not connect to 10.0.1.5:5432: connection refused",
+        "tokens: 120, max_tokens: 4096",
+        "author=ada; authority=root",
+        "session_count=3",
+        "installed lodash@4.17.21",
+        "disk-usage at 91%, task-runner restarted",
+        "Expecting value: line 1 column 1 (char 0)",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert scrub_text(text) == text
+
+
+def test_user_patterns_and_keys_count_only_for_their_scrubber() -> None:
+    assert USER.is_sensitive_key("X-Acme-Ticket") and USER.is_sensitive_key("xAcmeTicket")
+    assert not is_sensitive_key("x_acme_ticket")
+    assert USER.scrub({"x_acme_ticket": "t-1", "x": "ACME-TKT-12345678"}) == {
+        "x_acme_ticket": FILTERED,
+        "x": FILTERED,
+    }
+    assert scrub({"x": "ACME-TKT-12345678"}) == {"x": "ACME-TKT-12345678"}
+    assert USER.scrub_url("/a?x-acme-ticket=9&b=1") == f"/a?x-acme-ticket={FILTERED}&b=1"
+    assert USER.scrub_text("x_acme_ticket: t-2") == f"x_acme_ticket: {FILTERED}"
+    assert scrubber(SCRUB_PATTERNS, SCRUB_KEYS) is USER  # built once per configuration
+
+
+def test_settings_refuse_a_pattern_that_is_not_a_regular_expression() -> None:
+    with pytest.raises(ValueError, match="not a regular expression"):
+        Settings(scrub_patterns=["("])
+
+
+@given(st.sampled_from(sorted(CORPUS)), st.text(max_size=30), st.text(max_size=30))
+def test_a_secret_among_any_text_goes_and_scrubbing_settles(
+    kind: str, prefix: str, suffix: str
+) -> None:
+    carrier, secret = CORPUS[kind]
+    once = USER.scrub_text(f"{prefix} {carrier} {suffix}")
+    assert secret not in once
+    assert USER.scrub_text(once) == once

@@ -112,7 +112,7 @@ def run_pytest(tmp_path: Path, base_url: str, *args: str) -> Run:
     xml.unlink(missing_ok=True)
     environments = {
         "staging": {"base_url": base_url, "is_production": False},
-        "production": {"base_url": base_url, "is_production": True},
+        "production": {"base_url": base_url, "is_production": True, "replay": True},
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "IMMUNITY_"))}
     env |= {

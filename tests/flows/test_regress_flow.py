@@ -234,7 +234,9 @@ def test_unsafe_replay_against_production_is_refused(
         return {"ok": True}
 
     server = start_server(app)
-    environments = {"production": {"base_url": server.base_url, "is_production": True}}
+    # Production lets immunity replay here (safe methods only, unless a test allows unsafe ones).
+    production = {"base_url": server.base_url, "is_production": True, "replay": True}
+    environments = {"production": production}
     monkeypatch.setenv("IMMUNITY_ENVIRONMENTS", json.dumps(environments))
     get_settings.cache_clear()
     engine = get_engine(store)

@@ -247,10 +247,10 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
         return "&".join(parts)
 
     def nothing_to_hide(url: str) -> bool:
-        # Without `@` (user info, e-mails), `%` (encoded text), a card-length digit run (`+` is
-        # an encoded space) or a sensitive parameter name, the split, decode and re-join below
-        # would give the URL back unchanged.
-        if "@" in url or "%" in url or _URL_CARD_CANDIDATE.search(url):
+        # Without `@` (user info, e-mails), `%` or `+` (encoded text: `Bearer+<token>`), a
+        # card-length digit run or a sensitive parameter name, the split, decode and re-join
+        # below would give the URL back unchanged.
+        if "@" in url or "%" in url or "+" in url or _URL_CARD_CANDIDATE.search(url):
             return False
         before_fragment, _, fragment = url.partition("#")
         for query in (before_fragment.partition("?")[2], fragment):

@@ -293,6 +293,7 @@ def test_every_kind_of_secret_goes_from_every_kind_of_string(kind: str) -> None:
         "key": next(iter(USER.scrub({carrier: 1}))),
         "header": USER.scrub_headers({"X-Unusual-Thing": carrier})["X-Unusual-Thing"],
         "query": USER.scrub_url(f"https://app.example.com/p?next={quote(carrier, safe='')}&n=1"),
+        "query+": USER.scrub_url(f"https://app.example.com/p?next={quote_plus(carrier)}&n=1"),
         "form": USER.scrub(f"note={quote_plus(carrier)}&page=2"),
         "json text": USER.scrub_text(json.dumps({"note": carrier})),
     }

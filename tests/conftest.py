@@ -186,9 +186,24 @@ _SLOW_FIXTURES = {
 }
 
 
+# Modules whose tests start services, subprocesses or benchmarks (paths from the repository).
+_SLOW_MODULES = (
+    "tests/api/test_store_outage.py",
+    "tests/bench/",
+    "tests/cli/test_pytest_plugin.py",
+    "tests/deployments/",
+    "tests/examples/",
+    "tests/tasks/shared/test_target.py",
+    "tests/test_install.py",
+)
+_ROOT = Path(__file__).resolve().parent.parent
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by what it starts, so `-m "not slow"` selects the quick part."""
     for item in items:
+        if item.path.relative_to(_ROOT).as_posix().startswith(_SLOW_MODULES):
+            item.add_marker("slow")
         names = set(getattr(item, "fixturenames", ()))
         params = getattr(getattr(item, "callspec", None), "params", {})
         if params.get("db_url") == "postgres":

@@ -280,6 +280,7 @@ def test_a_bad_hook_url_fails_without_following(settings: Settings) -> None:
     assert len(requests) == 1
 
 
+@pytest.mark.slow  # starts the service, or waits out a rate limit
 def test_vercel_rate_limits_are_waited_out(settings: Settings) -> None:
     with VercelStandin() as vercel:
         vercel.rate_limit(2)
@@ -375,6 +376,7 @@ def _status(url: str) -> int:
     return httpx.get(url, timeout=10).status_code
 
 
+@pytest.mark.slow  # starts the service, or waits out a rate limit
 def test_a_local_target_moves_from_one_ref_to_another_on_its_port(
     local: tuple[DeployTarget, Settings], service_repo: tuple[Path, str, str]
 ) -> None:
@@ -405,6 +407,7 @@ def test_a_local_target_moves_from_one_ref_to_another_on_its_port(
     assert _status(f"{third.external_url}{BUG.url_path}") == 200
 
 
+@pytest.mark.slow  # starts the service, or waits out a rate limit
 def test_a_ref_that_does_not_start_leaves_nothing_running_and_says_why(
     local: tuple[DeployTarget, Settings], service_repo: tuple[Path, str, str]
 ) -> None:
@@ -433,6 +436,7 @@ def test_a_ref_that_does_not_start_leaves_nothing_running_and_says_why(
     assert pristine[:12] not in _git(repo, "worktree", "list")
 
 
+@pytest.mark.slow  # starts the service, or waits out a rate limit
 def test_stop_local_leaves_nothing_running(
     local: tuple[DeployTarget, Settings], service_repo: tuple[Path, str, str]
 ) -> None:
@@ -449,6 +453,7 @@ def test_stop_local_leaves_nothing_running(
     assert not (targets_dir(settings) / "shop.pid").exists()
 
 
+@pytest.mark.slow  # starts the service, or waits out a rate limit
 def test_a_taken_port_or_unknown_ref_fails_without_starting_anything(
     local: tuple[DeployTarget, Settings],
 ) -> None:

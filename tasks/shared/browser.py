@@ -3,14 +3,22 @@
 Only Debian's `chromium` and `chromedriver` are used, by explicit path: a bare `Service()` would
 start Selenium Manager, which downloads drivers. Starting a session costs ~0.7 s and a local page
 ~40 ms, so sessions are reused across tests and cleaned between them instead of restarted.
+
+A session leased with a `reach` (what a UI test may reach: `host:port` entries and host names)
+sends every other request, navigations and redirects included, to a proxy on a 127.0.0.1 port
+that the pool holds bound and never listens on: the connection is refused and nothing of the
+request leaves the browser. Proxy rules are fixed when Chromium starts, so idle sessions are
+reused only for the same `reach`; a session started for another one is replaced when needed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -39,6 +47,8 @@ _FLAGS = (
 )
 _INSTALL_HINT = "install Debian's packages: apt-get install -y chromium chromium-driver"
 _IDLE_CHECK_S = 5.0
+# What a `reach` entry may hold: a host name, an IP address (IPv6 in brackets), a port, a `*`.
+_REACH_ENTRY = re.compile(r"[A-Za-z0-9.*\[\]:-]+")
 
 
 def _executable(path: str) -> bool:
@@ -60,9 +70,16 @@ def chromium_missing(settings: Settings) -> str | None:
 
 
 def chromium_options(
-    chromium_binary: str, allow_hosts: Sequence[str] = ()
+    chromium_binary: str,
+    allow_hosts: Sequence[str] = (),
+    reach: Sequence[str] | None = None,
+    refusing_port: int | None = None,
 ) -> webdriver.ChromeOptions:
-    """Return headless Chromium options that resolve no host but 127.0.0.1 and `allow_hosts`."""
+    """Return headless Chromium options that resolve no host but 127.0.0.1 and `allow_hosts`.
+
+    With `reach` (`host:port` entries and host names, any port), every request to anything else
+    goes to the proxy at 127.0.0.1:`refusing_port`, a port that must refuse connections.
+    """
     options = webdriver.ChromeOptions()
     options.binary_location = chromium_binary
     for flag in _FLAGS:
@@ -71,6 +88,15 @@ def chromium_options(
     # (safe browsing, updates, fonts); the hosts under test are excluded from the rule.
     excluded = "".join(f" , EXCLUDE {host}" for host in dict.fromkeys(["127.0.0.1", *allow_hosts]))
     options.add_argument(f"--host-resolver-rules=MAP * ~NOTFOUND{excluded}")
+    if reach is not None:
+        if refusing_port is None:
+            raise ValueError("a confined browser needs a refusing port")
+        if bad := [entry for entry in reach if not _REACH_ENTRY.fullmatch(entry)]:
+            raise ValueError(f"not a host or host:port: {bad!r}")
+        # No fallback to a direct connection; `<-loopback>` ends Chromium's implicit bypass of
+        # 127.0.0.1 and localhost, so other ports there go to the proxy as well.
+        options.add_argument(f"--proxy-server=http://127.0.0.1:{refusing_port}")
+        options.add_argument(f"--proxy-bypass-list={';'.join(['<-loopback>', *reach])}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     # Network events only: page events would multiply the log drained after every test.
     options.add_experimental_option(
@@ -138,6 +164,7 @@ class BrowserPool:
         self._starting = 0
         self._closed = False
         self._changed = threading.Condition()
+        self._refusing: socket.socket | None = None  # bound, never listening
 
     @property
     def sessions(self) -> tuple[Browser, ...]:
@@ -167,13 +194,22 @@ class BrowserPool:
     ) -> None:
         self.close()
 
-    def _start(self) -> Browser:
+    def _refusing_port(self) -> int:
+        with self._changed:
+            if self._refusing is None:
+                held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.bind(("127.0.0.1", 0))  # no listen(): every connection is refused
+                self._refusing = held
+            return int(self._refusing.getsockname()[1])
+
+    def _start(self, reach: tuple[str, ...] | None) -> Browser:
         if not (_executable(self.chromium_binary) and _executable(self.chromedriver)):
             raise RuntimeError(
                 f"Chromium ({self.chromium_binary}) or chromedriver ({self.chromedriver}) is "
                 f"missing ({_INSTALL_HINT})"
             )
-        options = chromium_options(self.chromium_binary, self.allow_hosts)
+        port = self._refusing_port() if reach is not None else None
+        options = chromium_options(self.chromium_binary, self.allow_hosts, reach, port)
         driver = webdriver.Chrome(service=Service(self.chromedriver), options=options)
         try:
             driver.set_page_load_timeout(self.timeout_s)
@@ -183,26 +219,44 @@ class BrowserPool:
             raise
         with self._changed:
             self.started += 1
-            return Browser(driver, self.started)
+            return Browser(driver, self.started, reach)
 
-    def acquire(self) -> Browser:
-        """Return an idle session, a new one while fewer than `size` run, or wait for one."""
+    def _take(self, reach: tuple[str, ...] | None) -> tuple[Browser | None, Browser | None]:
+        """Under the lock: (an idle session for `reach`, None) or (None, one to replace or None).
+
+        (None, …) means a new session may start (counted in `_starting`); waits while none can.
+        """
+        while True:
+            if self._closed:
+                raise RuntimeError("the browser pool is closed")
+            for browser in reversed(self._idle):
+                if browser.reach == reach:
+                    self._idle.remove(browser)
+                    return browser, None
+            if len(self._live) + self._starting < self.size:
+                self._starting += 1
+                return None, None
+            if self._idle:  # all idle sessions reach elsewhere: replace the longest idle
+                stale = self._idle.pop(0)
+                self._live.discard(stale)
+                self._starting += 1
+                return None, stale
+            self._changed.wait()
+
+    def acquire(self, reach: Sequence[str] | None = None) -> Browser:
+        """Return an idle session, a new one while fewer than `size` run, or wait for one.
+
+        With `reach`, the session sends requests only there (see the module's docstring).
+        """
+        wanted = None if reach is None else tuple(dict.fromkeys(reach))
         while True:
             with self._changed:
-                while not self._idle and len(self._live) + self._starting >= self.size:
-                    if self._closed:
-                        raise RuntimeError("the browser pool is closed")
-                    self._changed.wait()
-                if self._closed:
-                    raise RuntimeError("the browser pool is closed")
-                if self._idle:
-                    browser = self._idle.pop()
-                else:
-                    self._starting += 1
-                    browser = None
+                browser, stale = self._take(wanted)
+            if stale is not None:
+                _quit(stale.driver)
             if browser is None:
                 try:
-                    browser = self._start()
+                    browser = self._start(wanted)
                 finally:
                     with self._changed:
                         self._starting -= 1
@@ -238,9 +292,9 @@ class BrowserPool:
             self._changed.notify_all()
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator[Browser]:
-        """Yield a session for one test and take it back afterwards."""
-        browser = self.acquire()
+    def lease(self, reach: Sequence[str] | None = None) -> Iterator[Browser]:
+        """Yield a session for one test (confined to `reach`, if given) and take it back."""
+        browser = self.acquire(reach)
         try:
             yield browser
         finally:
@@ -261,3 +315,7 @@ class BrowserPool:
             self._changed.notify_all()
         for browser in browsers:
             _quit(browser.driver)
+        with self._changed:
+            refusing, self._refusing = self._refusing, None
+        if refusing is not None:  # after the browsers: none may find the port taken by another
+            refusing.close()

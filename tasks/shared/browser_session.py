@@ -13,7 +13,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 
 from immunity.models.specs import REPLAY_HEADER
 
-__all__ = ["REFUSED_PREFIX", "Browser"]
+__all__ = ["BLOCKED_ELSEWHERE", "REFUSED_PREFIX", "Browser"]
 
 _MAX_TEXT = 500
 _LEAVE = "location.replace('about:blank')"
@@ -21,6 +21,10 @@ _LEFT = "return document.URL === 'about:blank' && document.readyState === 'compl
 _LEAVE_TIMEOUT_S = 2.0
 # What the guard script of `confine` logs when it refuses something the page's scripts asked for.
 REFUSED_PREFIX = "immunity refused: "
+# How Chromium fails a request a confined browser sends to its refusing proxy (every origin it
+# may not reach, see tasks/shared/browser.py): nothing of it left the browser.
+_REFUSING_PROXY_ERROR = "net::ERR_PROXY_CONNECTION_FAILED"
+BLOCKED_ELSEWHERE = "another origin"
 
 
 def _favicon(url: str) -> bool:
@@ -29,17 +33,24 @@ def _favicon(url: str) -> bool:
 
 
 class Browser:
-    """One Chrome session, with the console entries and requests seen since its lease began."""
+    """One Chrome session, with the console entries and requests seen since its lease began.
 
-    def __init__(self, driver: WebDriver, number: int) -> None:
+    `reach` is what the browser was started to reach (None: any host it can resolve).
+    """
+
+    def __init__(
+        self, driver: WebDriver, number: int, reach: tuple[str, ...] | None = None
+    ) -> None:
         self.driver = driver
         self.number = number
+        self.reach = reach
         self.broken = False
         self.idle_since = time.monotonic()
         self.console: list[dict[str, Any]] = []
         self.requests: dict[str, dict[str, Any]] = {}
         self.origins: set[str] = set()
         self._guard: str | None = None  # the identifier of `confine`'s script
+        self._main_frame: str | None = None  # the tab's top frame (it keeps its id)
 
     @property
     def user_data_dir(self) -> str:
@@ -71,6 +82,9 @@ class Browser:
             "Page.addScriptToEvaluateOnNewDocument", {"source": guard}
         )
         self._guard = added["identifier"]
+        if self._main_frame is None:
+            tree = self.driver.execute_cdp_cmd("Page.getFrameTree", {})
+            self._main_frame = tree["frameTree"]["frame"]["id"]
 
     def _forget_guard(self) -> None:
         if self._guard is not None:
@@ -105,6 +119,7 @@ class Browser:
                 "url": str(request.get("url", ""))[:_MAX_TEXT],
                 "method": request.get("method", "GET"),
                 "type": params.get("type", "Other"),
+                "frame": params.get("frameId"),
             }
         elif method == "Network.responseReceived":
             response = params.get("response", {})
@@ -117,6 +132,8 @@ class Browser:
             record.update(error=params.get("errorText", "failed"), canceled=params.get("canceled"))
             if params.get("blockedReason"):
                 record.update(blocked=params["blockedReason"], error="blocked by immunity")
+            elif params.get("errorText") == _REFUSING_PROXY_ERROR:
+                record.update(blocked=BLOCKED_ELSEWHERE, error="blocked by immunity")
 
     def console_errors(self) -> list[dict[str, Any]]:
         """Return the SEVERE console entries of this lease (the favicon's 404 left out)."""
@@ -137,8 +154,27 @@ class Browser:
         return failed
 
     def blocked_requests(self) -> list[dict[str, Any]]:
-        """Return this lease's requests the browser was kept from sending (`confine`)."""
-        return [record for record in self.requests.values() if record.get("blocked")]
+        """Return this lease's requests the browser was kept from sending, each once.
+
+        Sub-requests are blocked by `confine`; navigations and redirects by the browser's
+        refusing proxy (chromedriver tries a failed navigation again: one entry for them all).
+        """
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for record in self.requests.values():
+            if record.get("blocked"):
+                seen.setdefault((record["method"], record["url"]), record)
+        return list(seen.values())
+
+    def led_away(self) -> str | None:
+        """Return the last URL this lease's tab was kept from navigating to, or None.
+
+        Frames inside the page do not count: a blocked embed leaves the page where it was.
+        """
+        for record in reversed(self.requests.values()):
+            top = self._main_frame is None or record.get("frame") == self._main_frame
+            if record.get("blocked") and record.get("type") == "Document" and top:
+                return str(record["url"])
+        return None
 
     def refused_by_guard(self) -> list[str]:
         """Return what `confine`'s guard refused the page's scripts this lease, in order."""

@@ -4,8 +4,10 @@ Where replays go is configuration, never input (issue 18). A UI test runs only a
 environment that allows replays; a step that would submit a form (a `submit`, a click on a
 submit control, Enter in a form's field) with a method the environment does not allow is
 refused before the browser acts; and the browser sends nothing to another origin than the
-environment's base URL and `ui_allow_hosts`. Steps derived from a report's breadcrumbs are
-untrusted: a test's `allow_unsafe` never lifts the method rule for them.
+environment's base URL and `ui_allow_hosts` (`reach`: the browser is started with every other
+destination sent to a proxy that refuses, so navigations and redirects are blocked too). Steps
+derived from a report's breadcrumbs are untrusted: a test's `allow_unsafe` never lifts the
+method rule for them.
 """
 
 from __future__ import annotations
@@ -204,6 +206,22 @@ class ReplayPolicy:
         return _origin(url) == _origin(self.base_url) or (parts.hostname or "") in {
             host.lower() for host in self.allow_hosts
         }
+
+    def reach(self) -> tuple[str, ...]:
+        """Return where the browser may send requests: the base URL's `host:port`, then hosts.
+
+        The scheme is left out: the same server's WebSocket (ws: for http:) is reached too.
+        """
+        base = urlsplit(self.base_url)
+        host = (base.hostname or "").lower()
+        try:
+            port = base.port
+        except ValueError:
+            port = None
+        if port is None:
+            port = 443 if base.scheme.lower() in ("https", "wss") else 80
+        here = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return (here, *sorted({host.lower() for host in self.allow_hosts}))
 
     def blocked_url_patterns(self) -> list[dict[str, Any]]:
         """Return `Network.setBlockedURLs` patterns: the allowed origins, then everything else."""

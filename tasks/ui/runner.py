@@ -12,9 +12,9 @@ How a test ends (as in `tasks.runner`):
   a refusal is an `error`, which the check records as `unverified` with the reason.
 
 The browser sends nothing to another origin than the environment's base URL and
-`ui_allow_hosts`: such requests are blocked in the browser and listed in `actual`
-(`blocked_requests`), as are the requests of the page's scripts the guard refused
-(`refused_requests`).
+`ui_allow_hosts`, navigations and redirects included: such requests are blocked in the browser
+and listed in `actual` (`blocked_requests`), as are the requests of the page's scripts the guard
+refused (`refused_requests`). An `open` whose page leads elsewhere (a redirect) is refused.
 
 Up to `ui_browsers` tests run at once, one thread and one reused browser each (Selenium blocks).
 A failed attempt keeps a screenshot, the page source, the console and the network log under
@@ -30,7 +30,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -137,7 +137,7 @@ def _attempt(
     artifacts: dict[str, str] = {}
     expected: dict[str, Any] = {"steps": len(spec.steps)}
     try:
-        with pool.lease() as browser:
+        with pool.lease(policy.reach()) as browser:
             browser.mark(case.marker)
             browser.confine(policy.blocked_url_patterns(), policy.guard())
             steps = PageSteps(browser, case.base_url, settings.ui_timeout_s, policy)
@@ -155,6 +155,13 @@ def _attempt(
             except Exception as exc:  # whatever one test does, the others run
                 status, error = ExecutionStatus.ERROR, f"{type(exc).__name__}: {exc}"[:2_000]
                 browser.broken = True
+            if status in (ExecutionStatus.PASSED, ExecutionStatus.FAILED) and not browser.broken:
+                # A click or a page's script that led the tab elsewhere: the test did not run
+                # as written, so neither its pass nor its failure counts.
+                with suppress(WebDriverException):
+                    if (led := steps.led_away("the test's page")) is not None:
+                        status, error = _refused_status(case), led
+                        actual["refused"] = led
             actual = {**_observe(steps), **actual}
             if steps.failed_step is not None:
                 expected["failed_step"] = steps.failed_step

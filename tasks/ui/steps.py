@@ -263,6 +263,23 @@ class PageSteps:
 
         self.act(step, label, guarded)
 
+    def led_away(self, what: str) -> str | None:
+        """Return why the test is refused if `what` led the tab to an origin it may not reach."""
+        self.browser.collect()
+        led = self.browser.led_away()
+        if led is None:
+            return None
+        return (
+            f"refused: {what} led the browser to {scrub_url(led)}, another origin than"
+            f" environment {self.policy.environment!r}; the browser was kept from sending that"
+            " request (add its host to IMMUNITY_UI_ALLOW_HOSTS to allow it)"
+        )
+
+    def refuse_if_led_away(self, label: str, url: str) -> None:
+        """Raise `StepRefused` if opening `url` led the browser to an origin it may not reach."""
+        if (reason := self.led_away(f"{label}: {url}")) is not None:
+            raise StepRefused(reason)
+
     # --- actions ------------------------------------------------------------------------------
 
     def _open(self, step: UiStep, label: str) -> None:
@@ -275,6 +292,7 @@ class PageSteps:
         except WebDriverException as exc:
             if "net::ERR_" not in (exc.msg or ""):
                 raise
+            self.refuse_if_led_away(label, url)
             code = re.search(r"net::ERR_\w+", exc.msg or "")
             raise StepBroken(f"{label}: {url} cannot be reached ({code and code.group()})") from exc
         script = "return [document.readyState, document.documentURI]"
@@ -287,7 +305,7 @@ class PageSteps:
         if not self.until(step, loaded):
             raise StepBroken(f"{label}: {url} did not finish loading")
         if str(state[1]).startswith("chrome-error:"):
-            self.browser.collect()
+            self.refuse_if_led_away(label, url)
             reasons = [
                 record.get("error")
                 for record in self.browser.requests.values()

@@ -14,10 +14,10 @@ from fastapi import Request
 
 from immunity.api.errors import ApiError
 from immunity.models.settings import ApiToken
+from immunity.models.tables import DEFAULT_PROJECT
 
 __all__ = [
     "ALL_SCOPES",
-    "DEFAULT_PROJECT",
     "LEGACY_SCOPES",
     "Principal",
     "authenticate",
@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 HASH_PREFIX = "sha256:"
-DEFAULT_PROJECT = "default"
 
 # What a principal may do: send events, read the store, decide fix proposals, and (admin) all of
 # that in every project.

@@ -15,6 +15,7 @@ from immunity.models.schemas import utcnow
 from immunity.models.types import json_column, utc_column
 
 __all__ = [
+    "DEFAULT_PROJECT",
     "Alert",
     "Deployment",
     "ErrorPattern",
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 
+# Whose events are whose: a Sentry DSN's project id, an API token's project, or this one.
+DEFAULT_PROJECT = "default"
+
+
 class Signature(SQLModel, table=True):
     """A group of failures of one project that share a fingerprint (seed: generation_failures)."""
 
@@ -43,9 +48,9 @@ class Signature(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     project: str = Field(
-        default="default",
+        default=DEFAULT_PROJECT,
         max_length=64,
-        sa_column_kwargs={"server_default": "default"},
+        sa_column_kwargs={"server_default": DEFAULT_PROJECT},
         description="Whose: a Sentry DSN's project id, or the ingest token's project.",
     )
     fingerprint: str = Field(max_length=64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from immunity.models.reports import GeneratedTest
 from immunity.models.settings import Settings, get_settings
 from immunity.models.signature_states import SignatureEvent, status_after
 from immunity.models.tables import (
+    DEFAULT_PROJECT,
     FailureEvent,
     OccurrenceBucket,
     RegressionTest,
@@ -171,6 +173,10 @@ def _generate_one(conn: Connection, signature: Any, settings: Settings) -> Gener
             .values(untestable_reason=reason)
         )
         return GeneratedTest(signature_id=signature.id, reason=reason)
+    if signature.project != DEFAULT_PROJECT:
+        # The same error in two projects is two signatures: their tests' names say whose.
+        project = re.sub(r"[^a-z0-9]+", "_", signature.project.lower()).strip("_")
+        fields["name"] = f"{fields['name']}_{project[:64] or 'project'}"
     # The unique key on the signature makes a concurrent second insert a no-op, not a duplicate.
     inserted = conn.execute(
         dialect_insert(conn, tests).values(**fields).on_conflict_do_nothing().returning(tests.c.id)

@@ -26,6 +26,7 @@ from immunity.models.db import get_engine
 from immunity.models.reports import GeneratedTest
 from immunity.models.schemas import FailureEventIn, SuccessEventIn, utcnow
 from immunity.models.settings import Settings, get_settings
+from immunity.models.tables import DEFAULT_PROJECT
 from immunity.tasks.generate.generation import generate_in, publish_in_run
 from immunity.tasks.generate.reproduce import (
     record_replay_reports,
@@ -167,7 +168,7 @@ def ingest_events(
     indexes: Sequence[int] | None = None,
     generate: bool = False,
     all_or_nothing: bool = False,
-    project: str = "default",
+    project: str = DEFAULT_PROJECT,
 ) -> BatchResult:
     """Return what storing a batch of failure and success events did, in one transaction.
 
@@ -225,7 +226,7 @@ def process_failures(
     settings: Settings,
     indexes: Sequence[int] | None = None,
     generate: bool = False,
-    project: str = "default",
+    project: str = DEFAULT_PROJECT,
 ) -> BatchResult:
     """Validate, classify, scrub, fingerprint and store a batch of failure events in `project`
     (see `ingest_events`), building the tests it made due when `generate` is set."""

@@ -14,7 +14,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from immunity.models.enums import SignatureStatus
 from immunity.models.settings import Settings
 from immunity.models.signature_states import SignatureEvent, first_status, status_after
-from immunity.models.tables import FailureEvent, OccurrenceBucket, Signature, SuccessEvent
+from immunity.models.tables import (
+    DEFAULT_PROJECT,
+    FailureEvent,
+    OccurrenceBucket,
+    Signature,
+    SuccessEvent,
+)
 from immunity.tasks.ingest.prepare import PreparedFailure, SignatureDelta, aggregate_signatures
 
 __all__ = ["StoredBatch", "dialect_insert", "store_failures", "store_successes"]
@@ -134,7 +140,7 @@ def store_failures(
     prepared: Sequence[PreparedFailure],
     settings: Settings,
     now: Any,
-    project: str = "default",
+    project: str = DEFAULT_PROJECT,
 ) -> StoredBatch:
     """Upsert the batch's signatures in `project`, insert its samples and prune the oldest past
     the bound, inside the caller's transaction (a batch is one project's, so fingerprints name

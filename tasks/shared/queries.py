@@ -10,7 +10,13 @@ from sqlmodel import Session, col, select
 
 from immunity.models.enums import Reproduction, TestState
 from immunity.models.results import SuiteSummary
-from immunity.models.tables import RegressionTest, Signature, SuiteRun, TestExecution
+from immunity.models.tables import (
+    DEFAULT_PROJECT,
+    RegressionTest,
+    Signature,
+    SuiteRun,
+    TestExecution,
+)
 
 __all__ = [
     "UNTRUSTED_REPRODUCTION",
@@ -112,7 +118,7 @@ def list_tests(
 def _in_project(project: str) -> Any:
     source = col(RegressionTest.created_from_signature_id)
     built = source.in_(select(Signature.id).where(Signature.project == project))
-    return or_(built, source.is_(None)) if project == "default" else built
+    return or_(built, source.is_(None)) if project == DEFAULT_PROJECT else built
 
 
 def list_executions(

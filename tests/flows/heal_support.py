@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from immunity.api.auth import hash_token
 from immunity.examples.heal_drill import capture_failures
 from immunity.examples.seeded_bugs import SEEDED_BUGS, SeededBug, seed_repo
 from immunity.flows.heal import propose_fix
@@ -26,6 +27,10 @@ from immunity.models.tables import RegressionTest, Signature
 
 TOKEN = "heal-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# IMMUNITY_API_TOKENS: TOKEN sends, reads and decides; its decisions are recorded as ann's.
+API_TOKENS = json.dumps(
+    [{"hash": hash_token(TOKEN), "name": "ann", "scopes": ["ingest", "read", "review"]}]
+)
 SOURCE_ROOTS = ["examples/sample_service"]
 
 
@@ -51,7 +56,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path, **ext
     monkeypatch.setenv("IMMUNITY_REPO_PATH", str(repo))
     monkeypatch.setenv("IMMUNITY_SOURCE_ROOTS", json.dumps(SOURCE_ROOTS))
     monkeypatch.setenv("IMMUNITY_APPROVAL_POLL_S", "1")
-    monkeypatch.setenv("IMMUNITY_API_TOKENS", json.dumps([TOKEN]))
+    monkeypatch.setenv("IMMUNITY_API_TOKENS", API_TOKENS)
     monkeypatch.setenv("IMMUNITY_DATA_DIR", str(tmp_path / "data"))
     # Production is not reachable from the tests: the reproduction check records `unverified`.
     production = {"production": {"base_url": "http://127.0.0.1:9", "is_production": True}}

@@ -39,7 +39,15 @@ from immunity.tasks.deploy.targets.local import current_ref, stop_local
 from immunity.tasks.heal.git_repo import head
 from immunity.tasks.regress.manual_tests import save_definitions
 from immunity.tasks.shared.target import free_port
-from tests.flows.heal_support import AUTH, TOKEN, HealRun, awaiting_proposal, first_bug, wait_for
+from tests.flows.heal_support import (
+    API_TOKENS,
+    AUTH,
+    TOKEN,
+    HealRun,
+    awaiting_proposal,
+    first_bug,
+    wait_for,
+)
 from tests.tasks.test_health_alerts import Receiver
 
 pytestmark = [
@@ -105,7 +113,7 @@ def production(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with Receiver() as receiver:
-        monkeypatch.setenv("IMMUNITY_API_TOKENS", json.dumps([TOKEN]))
+        monkeypatch.setenv("IMMUNITY_API_TOKENS", API_TOKENS)
         monkeypatch.setenv("IMMUNITY_DATA_DIR", str(tmp_path / "data"))
         get_settings.cache_clear()
         api = start_server(create_app(get_settings()))

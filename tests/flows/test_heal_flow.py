@@ -115,9 +115,10 @@ def test_rejection_is_recorded_weakens_nothing_new_and_applies_nothing(
     assert api.post("/api/v1/fixes/999/decision", json={}, headers=AUTH).status_code in (400, 422)
     missing = {"approved": False, "reviewer": "bob"}
     assert api.post("/api/v1/fixes/999/decision", json=missing, headers=AUTH).status_code == 404
-    no_name = {"approved": False, "reviewer": ""}
-    bad = api.post(f"/api/v1/fixes/{proposal.id}/decision", json=no_name, headers=AUTH)
+    undecided = {"reviewer": "bob"}
+    bad = api.post(f"/api/v1/fixes/{proposal.id}/decision", json=undecided, headers=AUTH)
     assert bad.status_code in (400, 422)
+    # The body's reviewer is not who decided: the token's principal (ann) is.
     decision = {"approved": False, "reviewer": "bob", "notes": "wrong layer for this"}
     assert (
         api.post(f"/api/v1/fixes/{proposal.id}/decision", json=decision, headers=AUTH).status_code
@@ -127,11 +128,11 @@ def test_rejection_is_recorded_weakens_nothing_new_and_applies_nothing(
     assert outcome.status == FixStatus.REJECTED
     assert outcome.branch is None and not branch_exists(seeded.repo, f"immunity/fix-{proposal.id}")
     engine = get_engine(store)
-    assert _trail(engine, proposal.id)[-1] == ("rejected", "bob")
+    assert _trail(engine, proposal.id)[-1] == ("rejected", "ann")
     # A rejected fix never made a pattern, so there is nothing to weaken yet.
     assert list_patterns(engine) == []
     shown = api.get(f"/api/v1/fixes/{proposal.id}", headers=AUTH).json()
-    assert shown["status"] == "rejected" and shown["reviewer"] == "bob"
+    assert shown["status"] == "rejected" and shown["reviewer"] == "ann"
     assert [event["status"] for event in shown["events"]][-1] == "rejected"
 
 

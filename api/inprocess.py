@@ -22,7 +22,7 @@ from immunity.models.fixes import Approval
 from immunity.models.heal_tables import FixProposal
 from immunity.models.reports import IngestReport, RejectedEvent
 from immunity.models.settings import Settings, get_settings
-from immunity.models.tables import RegressionTest, Signature
+from immunity.models.tables import DEFAULT_PROJECT, RegressionTest, Signature
 from immunity.tasks.generate.reproduce import verify_tests
 from immunity.tasks.heal.approvals import submit_decision
 from immunity.tasks.ingest.pipeline import BatchResult, process_failures, process_successes
@@ -79,8 +79,9 @@ def ingest_failures(
     verify: bool = True,
     settings: Settings | None = None,
     engine: Engine | None = None,
+    project: str = DEFAULT_PROJECT,
 ) -> IngestReport:
-    """Return what was stored of a batch of failure events, and the tests it made.
+    """Return what was stored of a batch of failure events in `project`, and the tests it made.
 
     The batch is validated, classified, scrubbed, fingerprinted and stored in one transaction
     (bad events are rejected by index, the good ones kept), exactly as `POST /api/v1/failures`
@@ -90,7 +91,9 @@ def ingest_failures(
     once per few thousand events, or use the `ingest-file` flow.
     """
     settings, engine = _store(settings, engine)
-    result = process_failures(_raw(events), engine=engine, settings=settings, generate=True)
+    result = process_failures(
+        _raw(events), engine=engine, settings=settings, generate=True, project=project
+    )
     if verify and result.verify:
         try:
             verify_tests(engine, settings, result.verify)

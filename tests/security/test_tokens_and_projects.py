@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from immunity.api.app import create_app
 from immunity.api.auth import hash_token
+from immunity.api.inprocess import ingest_failures
 from immunity.cli.main import app as cli
 from immunity.examples.sample_service.server import start_server
 from immunity.models.db import get_engine
@@ -258,6 +259,17 @@ def test_the_same_error_through_two_projects_tokens_is_two_signatures_read_apart
         # Admin decides in any project: this one is not awaiting a decision.
         late = root.post(f"/api/v1/fixes/{blog_fix}/decision", json={"approved": True})
         assert late.status_code == 409
+
+
+def test_in_process_ingest_is_the_default_project_unless_given(
+    engine: Engine, closed_port: int
+) -> None:
+    config = settings(closed_port)
+    ingest_failures([checkout_failure()], settings=config, engine=engine, verify=False)
+    ingest_failures([checkout_failure()], settings=config, engine=engine, project="shop")
+    with Session(engine) as session:
+        found = session.exec(select(Signature.project).order_by(col(Signature.project))).all()
+    assert found == ["default", "shop"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

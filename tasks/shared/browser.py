@@ -253,6 +253,7 @@ class BrowserPool:
             with self._changed:
                 browser, stale = self._take(wanted)
             if stale is not None:
+                stale.disconnect()
                 _quit(stale.driver)
             if browser is None:
                 try:
@@ -304,6 +305,7 @@ class BrowserPool:
         with self._changed:
             self._live.discard(browser)
             self._changed.notify_all()
+        browser.disconnect()
         _quit(browser.driver)
 
     def close(self) -> None:
@@ -314,6 +316,7 @@ class BrowserPool:
             self._live.clear()
             self._changed.notify_all()
         for browser in browsers:
+            browser.disconnect()
             _quit(browser.driver)
         with self._changed:
             refusing, self._refusing = self._refusing, None

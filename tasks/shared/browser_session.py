@@ -12,6 +12,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.webdriver import WebDriver
 
 from immunity.models.specs import REPLAY_HEADER
+from immunity.tasks.shared.browser_gate import MethodGate
 
 __all__ = ["BLOCKED_ELSEWHERE", "REFUSED_PREFIX", "Browser"]
 
@@ -25,6 +26,8 @@ REFUSED_PREFIX = "immunity refused: "
 # may not reach, see tasks/shared/browser.py): nothing of it left the browser.
 _REFUSING_PROXY_ERROR = "net::ERR_PROXY_CONNECTION_FAILED"
 BLOCKED_ELSEWHERE = "another origin"
+BLOCKED_METHOD = "method"
+_GATE_ERROR = "net::ERR_BLOCKED_BY_CLIENT"  # how a request the method gate failed ends
 
 
 def _favicon(url: str) -> bool:
@@ -51,6 +54,7 @@ class Browser:
         self.origins: set[str] = set()
         self._guard: str | None = None  # the identifier of `confine`'s script
         self._main_frame: str | None = None  # the tab's top frame (it keeps its id)
+        self._gate: MethodGate | None = None
 
     @property
     def user_data_dir(self) -> str:
@@ -68,12 +72,23 @@ class Browser:
             "Network.setExtraHTTPHeaders", {"headers": {REPLAY_HEADER: marker}}
         )
 
-    def confine(self, blocked_url_patterns: list[dict[str, Any]], guard: str) -> None:
+    def confine(
+        self,
+        blocked_url_patterns: list[dict[str, Any]],
+        guard: str,
+        methods: list[str] | None = None,
+    ) -> None:
         """Block requests by `Network.setBlockedURLs` patterns; run `guard` in every new document.
 
-        Both hold for this tab until the session is reset: a blocked request fails in the browser
-        (it is recorded with `blocked`), nothing of it is sent.
+        With `methods`, every request of the tab (navigations and its workers' included) with
+        another method fails too (`MethodGate`). All hold for this tab until the session is
+        reset: a blocked request fails in the browser (recorded with `blocked`), nothing is sent.
         """
+        if methods is not None:
+            if self._gate is None:
+                address = self.driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+                self._gate = MethodGate(address, self.driver.current_window_handle)
+            self._gate.allow(methods)
         self.driver.execute_cdp_cmd("Network.enable", {})
         self.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urlPatterns": blocked_url_patterns})
         self._forget_guard()
@@ -134,6 +149,8 @@ class Browser:
                 record.update(blocked=params["blockedReason"], error="blocked by immunity")
             elif params.get("errorText") == _REFUSING_PROXY_ERROR:
                 record.update(blocked=BLOCKED_ELSEWHERE, error="blocked by immunity")
+            elif params.get("errorText") == _GATE_ERROR and self._gate is not None:
+                record.update(blocked=BLOCKED_METHOD, error="blocked by immunity")
 
     def console_errors(self) -> list[dict[str, Any]]:
         """Return the SEVERE console entries of this lease (the favicon's 404 left out)."""
@@ -157,12 +174,15 @@ class Browser:
         """Return this lease's requests the browser was kept from sending, each once.
 
         Sub-requests are blocked by `confine`; navigations and redirects by the browser's
-        refusing proxy (chromedriver tries a failed navigation again: one entry for them all).
+        refusing proxy (chromedriver tries a failed navigation again: one entry for them all);
+        methods by the gate (workers' requests included, which the network log does not show).
         """
         seen: dict[tuple[str, str], dict[str, Any]] = {}
         for record in self.requests.values():
             if record.get("blocked"):
                 seen.setdefault((record["method"], record["url"]), record)
+        for gated in self._gate.blocked if self._gate is not None else []:
+            seen.setdefault((gated["method"], gated["url"]), {**gated, "blocked": BLOCKED_METHOD})
         return list(seen.values())
 
     def led_away(self) -> str | None:
@@ -208,6 +228,8 @@ class Browser:
             if record.get("type") == "Document":
                 self.visit(record["url"])
         driver.execute_cdp_cmd("Network.setBlockedURLs", {"urlPatterns": []})
+        if self._gate is not None:
+            self._gate.allow(None)
         self._forget_guard()
         driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
         for origin in self.origins:  # local and session storage, IndexedDB, caches, workers
@@ -232,3 +254,11 @@ class Browser:
     def begin(self) -> None:
         """Start a new lease: nothing seen yet."""
         self.console, self.requests, self.origins = [], {}, set()
+        if self._gate is not None:
+            self._gate.blocked = []
+
+    def disconnect(self) -> None:
+        """Close this session's own DevTools connection, if it has one (before quitting)."""
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None

@@ -14,7 +14,9 @@ How a test ends (as in `tasks.runner`):
 The browser sends nothing to another origin than the environment's base URL and
 `ui_allow_hosts`, navigations and redirects included: such requests are blocked in the browser
 and listed in `actual` (`blocked_requests`), as are the requests of the page's scripts the guard
-refused (`refused_requests`). An `open` whose page leads elsewhere (a redirect) is refused.
+refused (`refused_requests`). A test whose page was led elsewhere (a redirect, a script) is
+refused. Where the environment allows only some methods, the tab's requests with any other
+method (workers' included) fail before they are sent (tasks/shared/browser_gate.py).
 
 Up to `ui_browsers` tests run at once, one thread and one reused browser each (Selenium blocks).
 A failed attempt keeps a screenshot, the page source, the console and the network log under
@@ -139,7 +141,7 @@ def _attempt(
     try:
         with pool.lease(policy.reach()) as browser:
             browser.mark(case.marker)
-            browser.confine(policy.blocked_url_patterns(), policy.guard())
+            browser.confine(policy.blocked_url_patterns(), policy.guard(), policy.methods)
             steps = PageSteps(browser, case.base_url, settings.ui_timeout_s, policy)
             calls = steps.calls
             try:

@@ -54,6 +54,14 @@ WIDGETS_PAGE = """<!doctype html><html><head><title>Widgets</title></head><body>
 <script>fetch('{internal}/secrets').then(() => {{}}, () => {{}})
   .finally(() => {{ document.getElementById('status').textContent = 'done'; }});</script>
 </body></html>"""
+# A dedicated worker's POST: the in-page guard does not run in workers, the method gate does.
+WORKER_PAGE = """<!doctype html><html><head><title>Worker</title></head><body>
+<p id="status">waiting</p><script>
+const code = "fetch(self.name + '/admin/delete-account', {method: 'POST', body: 'confirm=DELETE'})"
+  + ".then(() => postMessage('sent'), () => postMessage('failed'));";
+const worker = new Worker(URL.createObjectURL(new Blob([code])), {name: location.origin});
+worker.onmessage = (event) => { document.getElementById('status').textContent = event.data; };
+</script></body></html>"""
 # Ways a staging page leads the browser to the internal listener without a step asking for it.
 LEADING_PAGES = {
     "/links": """<!doctype html><html><head><title>Links</title></head><body>
@@ -126,7 +134,13 @@ def listeners() -> Iterator[dict[str, Listener]]:
         "internal": internal,
         "production": Listener({"/admin/account": ACCOUNT_PAGE}),
         "staging": Listener(
-            {"/admin/account": ACCOUNT_PAGE, "/widgets": widgets, **leading}, redirects
+            {
+                "/admin/account": ACCOUNT_PAGE,
+                "/widgets": widgets,
+                "/worker": WORKER_PAGE,
+                **leading,
+            },
+            redirects,
         ),
     }
     try:
@@ -415,3 +429,24 @@ def test_a_session_is_reused_only_where_it_may_reach(
     assert back[0].status == ExecutionStatus.PASSED
     assert ("GET", "/ok", b"") in internal.requests
     assert [path for _, path, _ in internal.requests if path != "/favicon.ico"] == ["/ok"]
+
+
+def test_a_worker_cannot_send_a_method_the_environment_does_not_allow(
+    listeners: dict[str, Listener], tmp_path: Path, pool: BrowserPool
+) -> None:
+    settings = _settings(listeners, tmp_path)  # staging allows GET only
+    staging = listeners["staging"]
+    steps = [
+        {"action": "open", "path": "/worker"},
+        {"action": "wait", "selector": "#status", "text": "failed"},
+    ]
+    [result] = run_ui_cases(
+        [_case(31, staging.url, "staging", steps)], settings=settings, pool=pool
+    )
+    print(result.status, result.error, result.actual.get("blocked_requests"))
+    print("staging received:", staging.requests)
+
+    assert staging.posts() == []
+    assert result.status == ExecutionStatus.PASSED  # the worker saw its request fail
+    blocked = result.actual.get("blocked_requests", [])
+    assert {"method": "POST", "url": f"{staging.url}/admin/delete-account"} in blocked

@@ -128,7 +128,22 @@ def _user_hash(user: str | None) -> str | None:
     return hashlib.sha256(user.encode()).hexdigest()[:32] if user else None
 
 
-_FRAME_TEXTS = ("filename", "module", "function", "context_line")
+_FrameTexts = tuple[str, str, str, str | None]
+# A bug's frames repeat in each of its occurrences: what scrubbing made of them is remembered
+# (None: nothing to change), per scrubber, so a frame costs one lookup.
+_FRAMES_SEEN: dict[Scrubber, dict[_FrameTexts, _FrameTexts | None]] = {}
+_UNSEEN: Any = object()
+
+
+def _scrubbed_frame(
+    scrubs: Scrubber, seen: dict[_FrameTexts, _FrameTexts | None], texts: _FrameTexts
+) -> _FrameTexts | None:
+    text = scrubs.scrub_text
+    found = (text(texts[0]), text(texts[1]), text(texts[2]), texts[3] and text(texts[3]))
+    if len(seen) >= 16_384:
+        seen.clear()
+    seen[texts] = changed = None if found == texts else found
+    return changed
 
 
 def _stored_frames(
@@ -136,11 +151,17 @@ def _stored_frames(
 ) -> list[dict[str, Any]]:
     stored = frames[-settings.max_frames :]
     if scrubs is not None:
-        text = scrubs.scrub_text  # remembers: a bug's frames repeat in each occurrence
+        seen = _FRAMES_SEEN.get(scrubs)
+        if seen is None:
+            seen = _FRAMES_SEEN.setdefault(scrubs, {})
         for frame in stored:
-            for name in _FRAME_TEXTS:
-                if frame[name]:
-                    frame[name] = text(frame[name])
+            texts = (frame["filename"], frame["module"], frame["function"], frame["context_line"])
+            changed = seen.get(texts, _UNSEEN)
+            if changed is _UNSEEN:
+                changed = _scrubbed_frame(scrubs, seen, texts)
+            if changed is not None:
+                frame["filename"], frame["module"], frame["function"] = changed[:3]
+                frame["context_line"] = changed[3]
     return stored
 
 

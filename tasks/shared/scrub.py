@@ -172,10 +172,13 @@ _MEMO_CHARS, _MEMO_SIZE = 512, 32_768
 # Headers whose value is a URL that may carry the original request's query string.
 _URL_HEADERS = frozenset({"referer", "referrer", "location", "content-location", "origin"})
 _HIDDEN, _URL_VALUED, _TEXT = "hidden", "url", "text"
-_SPACE = re.compile(r"\s")
+_FORM = re.compile(r"[\w.\[\]-]+=[^&\s]*(?:&[\w.\[\]-]+=[^&\s]*)*")  # name=value&…
+# Lower-case hex and dashes with a letter (UUIDs, trace ids): no card (it has a letter), no
+# token (those mix cases), no pair (no `=` or `:`).
+_HEX_ID = re.compile(r"[0-9a-f-]*[a-f][0-9a-f-]*")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per configuration
 class Scrubber:
     """The scrubbing functions of one configuration (the user's patterns and key names)."""
 
@@ -186,8 +189,9 @@ class Scrubber:
     is_sensitive_key: Callable[[str], bool]
 
 
-def _memoized(function: Callable[[str], str]) -> Callable[[str], str]:
-    # A plain dict emptied when full: a hit costs one lookup, a miss no bookkeeping.
+def _memoized(function: Callable[[str], str]) -> tuple[Callable[[str], str], dict[str, str]]:
+    # A plain dict emptied when full: a hit costs one lookup, a miss no bookkeeping. Hot loops
+    # look in the dict themselves and call the function only on a miss.
     memo: dict[str, str] = {}
 
     def remembered(value: str) -> str:
@@ -200,7 +204,7 @@ def _memoized(function: Callable[[str], str]) -> Callable[[str], str]:
                 memo[value] = found
         return found
 
-    return remembered
+    return remembered, memo
 
 
 def _user_keys(keys: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -223,9 +227,12 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
             return is_sensitive_key(key) or any(user in found for user in normal_keys)
 
     def plain_text(value: str) -> str:
+        if extra is None and _HEX_ID.fullmatch(value):  # request and trace ids: nothing to hide
+            return value
         return _cards_and_emails(scrub_secrets(value, sensitive, key_words, extra))
 
-    text = _memoized(plain_text)
+    text, text_memo = _memoized(plain_text)
+    known_text = text_memo.get
 
     def component(raw: str, *, plus: bool = False) -> str:
         # Look at the decoded text (`a%40b.com` is an e-mail), but leave a clean component as
@@ -280,18 +287,20 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
         fragment = text(params(parts.fragment)) if parts.fragment else ""
         return urlunsplit((parts.scheme, netloc, path, query, fragment))
 
-    url = _memoized(plain_url)
+    url, _ = _memoized(plain_url)
 
     def plain_string(value: str) -> str:
         if value.startswith(("http://", "https://")) and " " not in value:
             return url(value)
-        if "=" in value and ("%" in value or "+" in value) and not _SPACE.search(value):
+        if "=" in value and ("%" in value or "+" in value) and _FORM.fullmatch(value):
             # A form-encoded body: its values are read decoded (`password%3Dx` hides nothing).
             return text(params(value))
         return text(value)
 
-    string = _memoized(plain_string)
+    string, string_memo = _memoized(plain_string)
+    known_string = string_memo.get
     key_memo: dict[str, tuple[bool, str]] = {}
+    known_key = key_memo.get
 
     def key_entry(key: str) -> tuple[bool, str]:
         # (hidden, the key as stored): a key is data too (a body keyed by e-mail address).
@@ -306,12 +315,14 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
         scrubbed = {}
         for key, item in value.items():
             if type(key) is str:
-                hidden, key = key_entry(key)
+                entry = known_key(key)
+                hidden, key = key_entry(key) if entry is None else entry
                 if hidden:
                     scrubbed[key] = FILTERED
                     continue
             if type(item) is str:  # most values of a JSON object: spared a level of dispatch
-                scrubbed[key] = string(item)
+                found = known_string(item)
+                scrubbed[key] = string(item) if found is None else found
             elif type(item) is int and not _CARD_MIN <= item < _CARD_MAX:  # ids and counts
                 scrubbed[key] = item
             else:
@@ -363,7 +374,8 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
             elif kind == _URL_VALUED:
                 scrubbed[name] = url(item)
             else:
-                scrubbed[name] = text(item)
+                found = known_text(item)
+                scrubbed[name] = text(item) if found is None else found
         return scrubbed
 
     return Scrubber(scrub, text, url, headers, sensitive)

@@ -144,9 +144,13 @@ def scrub_secrets(
 def _mixed_case(text: str) -> str:
     if "PRIVATE KEY" in text:
         text = _PEM.sub(FILTERED, text)
+    # Each token's prefix holds `_` or `-`, but Google's and SendGrid's.
     if (
-        "gh" in text or "_pat_" in text or "npm_" in text or "k_live_" in text or "k_test_" in text
-        or "sk-" in text or "xox" in text or "glpat-" in text or "AIza" in text or "SG." in text
+        (("_" in text or "-" in text) and (
+            "gh" in text or "_pat_" in text or "npm_" in text or "k_live_" in text
+            or "k_test_" in text or "sk-" in text or "xox" in text or "glpat-" in text
+        ))
+        or "AIza" in text or "SG." in text
     ):  # fmt: skip
         text = _TOKENS.sub(FILTERED, text)
     if "eyJ" in text:
@@ -170,7 +174,8 @@ def any_word(lowered: str, extra: tuple[str, ...]) -> bool:
     """
     return (
         "pass" in lowered or "pwd" in lowered or "secret" in lowered or "cred" in lowered
-        or "key" in lowered or "auth" in lowered or "token" in lowered or "sess" in lowered
+        or ("key" in lowered and ("api" in lowered or "priv" in lowered or "access" in lowered))
+        or "auth" in lowered or "token" in lowered or "sess" in lowered
         or "cookie" in lowered or "sig" in lowered or "srf" in lowered or "otp" in lowered
         or "jwt" in lowered or "bearer" in lowered or "cvv" in lowered or "cvc" in lowered
         or (bool(extra) and any(word in lowered for word in extra))

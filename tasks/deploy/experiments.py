@@ -37,6 +37,7 @@ from immunity.tasks.deploy.experiment_store import (
 from immunity.tasks.deploy.significance import Decision, decide, fisher_exact, prob_b_beats_a
 from immunity.tasks.deploy.targets import TargetConfigError, trigger_and_follow
 from immunity.tasks.regress.selection import select_cases
+from immunity.tasks.shared.replay_marker import sign
 from immunity.tasks.shared.retry import DB_TASK_OPTIONS
 from immunity.tasks.shared.runner import run_any
 
@@ -210,7 +211,8 @@ def run_round(
     cases, _ = select_cases(
         engine, settings, Selection(ids=test_ids, include_inactive=True), variant.environment
     )
-    marker = f"experiment:{experiment_id}:{variant.name}"
+    # Signed: a variant's reports of these replays are not occurrences (replay_marker.py).
+    marker = sign("experiment", f"{experiment_id}:{variant.name}", settings)
     cases = [case.model_copy(update={"marker": marker}) for case in cases]
     results: list[CaseResult] = []
     for _ in range(runs):

@@ -168,7 +168,7 @@ _MAX_DEPTH = 64
 _SCALARS = (float, type(None))
 _CARD_MIN, _CARD_MAX = 10**12, 10**19
 # Strings up to this long are remembered, this many per scrubber and kind (then it starts over).
-_MEMO_CHARS, _MEMO_SIZE = 512, 32_768
+_MEMO_CHARS, _MEMO_SIZE = 256, 16_384
 # Headers whose value is a URL that may carry the original request's query string.
 _URL_HEADERS = frozenset({"referer", "referrer", "location", "content-location", "origin"})
 _HIDDEN, _URL_VALUED, _TEXT = "hidden", "url", "text"
@@ -227,7 +227,8 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
             return is_sensitive_key(key) or any(user in found for user in normal_keys)
 
     def plain_text(value: str) -> str:
-        if extra is None and _HEX_ID.fullmatch(value):  # request and trace ids: nothing to hide
+        # Request and trace ids: nothing to hide (all lower-case: a cheap first look).
+        if extra is None and value.islower() and _HEX_ID.fullmatch(value):
             return value
         return _cards_and_emails(scrub_secrets(value, sensitive, key_words, extra))
 

@@ -52,6 +52,9 @@ def _hermetic_environment() -> None:
     home = tempfile.mkdtemp(prefix="immunity-tests-prefect-home-")
     atexit.register(shutil.rmtree, home, True)
     os.environ["PREFECT_HOME"] = home
+    # Settings built without a data directory (the demo's store, the replay key) write there,
+    # never into the working copy's `.immunity/`.
+    os.environ["IMMUNITY_DATA_DIR"] = os.path.join(home, "immunity-data")
     os.environ["PREFECT_PROFILES_PATH"] = os.path.join(home, "profiles.toml")
     # Before Prefect is imported anywhere: its telemetry fails noisily on a closed network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

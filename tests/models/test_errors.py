@@ -22,7 +22,11 @@ from immunity.models.errors import (
 # migrations are alembic scripts; tests are tests.
 SKIPPED_PACKAGES = ("immunity.examples", "immunity.migrations", "immunity.tests", "immunity.bench")
 # Signals a step runner raises and catches itself; they never leave their module.
-CONTROL_FLOW = {"immunity.tasks.ui.steps.StepFailed", "immunity.tasks.ui.steps.StepBroken"}
+CONTROL_FLOW = {
+    "immunity.tasks.ui.steps.StepFailed",
+    "immunity.tasks.ui.steps.StepBroken",
+    "immunity.tasks.ui.steps.StepRefused",
+}
 
 
 def _public_errors() -> dict[str, type[BaseException]]:

@@ -20,97 +20,13 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
+from immunity.tasks.shared.personal_data import URL_CARD_CANDIDATE, cards_and_emails, is_card
 from immunity.tasks.shared.secrets import FILTERED, scrub_secrets
 
 __all__ = [
     "FILTERED", "Scrubber", "is_sensitive_key", "scrub", "scrub_headers", "scrub_text",
     "scrub_url", "scrubber",
 ]  # fmt: skip
-
-# --- text ----------------------------------------------------------------------------------------
-
-# RFC 5322 atext in the local part (as Sentry's scrubber does), bounded so that a long run of word
-# characters costs linear time; the last label must hold a letter so `lodash@4.17.21` survives.
-_EMAIL = re.compile(
-    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
-    r"(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z0-9-]{0,62}[A-Za-z][A-Za-z0-9-]{0,62}"
-)
-# A run of at least 13 digits, possibly broken by single spaces or dashes; which part of it is a
-# card is decided afterwards by length and the Luhn check. A run is only tried from its start:
-# from inside it the match could only be shorter, and retrying every digit of a digit-rich text
-# (ids, UUIDs) costs quadratic time.
-# (The look-behinds follow the first digit so the engine can still skip ahead to a digit.)
-_DIGIT_RUN = re.compile(r"\d(?<!\d\d)(?<!\d[ -]\d)(?:[ -]?\d){12,}", re.ASCII)
-_GROUP = re.compile(r"\d+", re.ASCII)
-# What every such run starts with: 13 digits, spaces or dashes from a digit on. Far cheaper to
-# look for (no look-behinds, a fixed length), and most digit-rich texts (UUIDs, dotted
-# addresses, timestamps) have none, so the full search above is spared them. In a URL a `+` is
-# an encoded space.
-_CARD_CANDIDATE = re.compile(r"\d[\d -]{12}", re.ASCII)
-_URL_CARD_CANDIDATE = re.compile(r"\d[\d +-]{12}", re.ASCII)
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        d = ord(char) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _is_card(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and _luhn_ok(digits)
-
-
-def _scrub_digit_run(match: re.Match[str]) -> str:
-    run = match.group()
-    groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
-    if len(groups) == 1:
-        return FILTERED if _is_card(run) else run
-    if _is_card(run.replace(" ", "").replace("-", "")):
-        return FILTERED
-    # A card can sit inside a longer separated run ("ref 12 4111 1111 1111 1111"): look for a
-    # span of whole groups that is one. Groups of 1-2 digits only end a card (4+4+4+1 digits),
-    # so space-separated small numbers ("10 20 30 ...") are not taken for one.
-    out: list[str] = []
-    pos = 0
-    i = 0
-    while i < len(groups):
-        found = -1
-        digits = 0
-        for j in range(i, len(groups)):
-            start, end = groups[j]
-            short = end - start < 3
-            if short and j == i:
-                break
-            digits += end - start
-            if digits > 19:
-                break
-            if digits >= 13 and _luhn_ok(run[groups[i][0] : end].replace(" ", "").replace("-", "")):
-                found = j
-            if short:
-                break
-        if found < 0:
-            i += 1
-            continue
-        out.append(run[pos : groups[i][0]])
-        out.append(FILTERED)
-        pos = groups[found][1]
-        i = found + 1
-    out.append(run[pos:])
-    return "".join(out)
-
-
-def _cards_and_emails(text: str) -> str:
-    # The cheap containment checks skip both regexes for the common short, clean string.
-    if "@" in text:
-        text = _EMAIL.sub(FILTERED, text)
-    if len(text) >= 13 and _CARD_CANDIDATE.search(text):
-        text = _DIGIT_RUN.sub(_scrub_digit_run, text)
-    return text
-
 
 # --- keys ----------------------------------------------------------------------------------------
 
@@ -230,7 +146,7 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
         # Request and trace ids: nothing to hide (all lower-case: a cheap first look).
         if extra is None and value.islower() and _HEX_ID.fullmatch(value):
             return value
-        return _cards_and_emails(scrub_secrets(value, sensitive, key_words, extra))
+        return cards_and_emails(scrub_secrets(value, sensitive, key_words, extra))
 
     text, text_memo = _memoized(plain_text)
     known_text = text_memo.get
@@ -258,7 +174,7 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
         # Without `@` (user info, e-mails), `%` or `+` (encoded text: `Bearer+<token>`), a
         # card-length digit run or a sensitive parameter name, the split, decode and re-join
         # below would give the URL back unchanged.
-        if "@" in url or "%" in url or "+" in url or _URL_CARD_CANDIDATE.search(url):
+        if "@" in url or "%" in url or "+" in url or URL_CARD_CANDIDATE.search(url):
             return False
         before_fragment, _, fragment = url.partition("#")
         for query in (before_fragment.partition("?")[2], fragment):
@@ -296,7 +212,7 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
         if "=" in value and ("%" in value or "+" in value) and _FORM.fullmatch(value):
             # A form-encoded body: its values are read decoded (`password%3Dx` hides nothing).
             return text(params(value))
-        return text(value)
+        return plain_text(value)  # remembered once, by the caller
 
     string, string_memo = _memoized(plain_string)
     known_string = string_memo.get
@@ -336,7 +252,7 @@ def _build(patterns: tuple[str, ...], keys: tuple[str, ...]) -> Scrubber:
         if isinstance(value, int):
             # A JSON body can carry a card number as a number, not a string.
             big = _CARD_MIN <= value < _CARD_MAX and not isinstance(value, bool)
-            return FILTERED if big and _is_card(str(value)) else value
+            return FILTERED if big and is_card(str(value)) else value
         if isinstance(value, _SCALARS):  # before the ABC checks below, which are slow
             return value
         if depth > _MAX_DEPTH:
@@ -393,10 +309,12 @@ def scrubber(patterns: Sequence[str] = (), keys: Sequence[str] = ()) -> Scrubber
     Patterns are regular expressions (each match becomes FILTERED); a key name hides the value
     of any key that holds it, separators and case aside. Built once per configuration.
     """
+    if not patterns and not keys:  # the common case, asked for once per event: no tuples built
+        return _DEFAULT
     return _cached(tuple(patterns), tuple(keys))
 
 
-_DEFAULT = scrubber()
+_DEFAULT = _cached((), ())
 
 
 def scrub(value: Any) -> Any:

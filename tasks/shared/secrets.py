@@ -124,24 +124,27 @@ def scrub_secrets(
     pattern of the user's whose matches go too.
     """
     lower = text.islower()
+    lowered = text if lower else text.lower()  # what the cheap looks below search
     if not lower:  # keys, JWTs, AWS and SaaS tokens mix cases: all-lower-case text has none
-        text = _mixed_case(text)
+        found = _mixed_case(text, lowered)
+        if found is not text:
+            text, lowered = found, found.lower()
     separated = "=" in text or ":" in text
     if separated and "@" in text and "://" in text:
         text = _URL_USERINFO.sub(_userinfo, text)
     if (" " in text or "\t" in text) and (
-        "earer" in text or "oken" in text or "egotiate" in text
-        or (not lower and ("EARER" in text or "OKEN" in text or "EGOTIATE" in text))
-    ):  # fmt: skip
+        "bearer" in lowered or "token" in lowered or "negotiate" in lowered
+    ):
         text = _SCHEME.sub(_scheme, text)
-    if separated and pairs and any_word(text if lower else text.lower(), key_words):
+    if separated and pairs and any_word(lowered, key_words):
         text = _assignments(text, sensitive_key)
     if extra is not None:
         text = extra.sub(FILTERED, text)
     return text
 
 
-def _mixed_case(text: str) -> str:
+def _mixed_case(text: str, lowered: str) -> str:
+    found = text
     if "PRIVATE KEY" in text:
         text = _PEM.sub(FILTERED, text)
     # Each token's prefix holds `_` or `-`, but Google's and SendGrid's.
@@ -155,16 +158,16 @@ def _mixed_case(text: str) -> str:
         text = _TOKENS.sub(FILTERED, text)
     if "eyJ" in text:
         text = _JWT.sub(FILTERED, text)
-    if "hooks.slack.com" in text:
+    if "hooks.slack.com" in lowered:
         text = _SLACK_HOOK.sub(FILTERED, text)
     aws_id = "AKIA" in text or "ASIA" in text
     if aws_id:
         text = _AWS_ID.sub(FILTERED, text)
-    if len(text) >= 40 and (aws_id or "aws" in text or "AWS" in text or "Aws" in text):
+    if len(text) >= 40 and (aws_id or "aws" in lowered):
         text = _AWS_SECRET.sub(_aws_secret, text)
-    if "asic" in text or "ASIC" in text:
+    if "basic" in lowered:
         text = _BASIC.sub(_basic, text)
-    return text
+    return found if text == found else text
 
 
 def any_word(lowered: str, extra: tuple[str, ...]) -> bool:

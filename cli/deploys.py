@@ -12,7 +12,7 @@ from rich.table import Table
 __all__ = ["register"]
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # paths and commands stay whole
 _STYLE = {"succeeded": "green", "rolled_back": "yellow", "failed": "red", "refused": "red"}
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # paths and commands stay whole
 fixes_app = typer.Typer(no_args_is_help=True, help="AI and rule-based fix proposals.")
 
 ProposalId = Annotated[int, typer.Argument(help="The fix proposal's id (`immunity fixes list`).")]

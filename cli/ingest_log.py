@@ -15,7 +15,7 @@ __all__ = ["ingest_log", "register"]
 _SHOWN_REJECTIONS = 20
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # paths and commands stay whole
 
 
 def ingest_log(

@@ -39,7 +39,7 @@ readiness.register(app)
 experiments.register(app)
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # paths and commands stay whole
 
 
 @db_app.command("upgrade")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["readiness_table", "register"]
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # paths and commands stay whole
 _BAND_STYLE = {"ready": "green", "mostly ready": "yellow", "needs work": "yellow"}
 
 Env = Annotated[

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["register", "summary_table"]
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # paths and commands stay whole
 _STATUS_STYLE = {
     "passed": "green",
     "flaky": "yellow",

@@ -12,7 +12,7 @@ from rich.console import Console
 __all__ = ["register"]
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # paths and commands stay whole
 
 
 def up(

@@ -136,6 +136,22 @@ def engine(db_url: str) -> Engine:
     return get_engine(db_url)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_settings() -> Iterator[None]:
+    """Each test starts from the session's environment and reads settings anew.
+
+    What a test changes in `os.environ` (the in-process demo sets its environments, for one) and
+    the settings `get_settings()` cached are undone afterwards, so no test steers another.
+    """
+    saved = dict(os.environ)
+    get_settings.cache_clear()
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the configured store (what flows and tasks use) at the test database."""

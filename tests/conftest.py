@@ -232,6 +232,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             markers.add("slow")
         for marker in sorted(markers):
             item.add_marker(marker)
-    # Slow tests first, so xdist's workers end together on quick ones instead of waiting on one
-    # long test at the end (a stable sort: the same order in every worker, as xdist requires).
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

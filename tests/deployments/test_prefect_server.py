@@ -34,6 +34,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlmodel import Session, select
 
@@ -62,6 +63,15 @@ def _until(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
             return found
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _run_input(client: SyncPrefectClient, flow_run_id: UUID, key: str) -> str | None:
+    try:
+        return client.read_flow_run_input(flow_run_id, key)
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code == 404:
+            return None
+        raise
 
 
 @pytest.fixture
@@ -199,10 +209,15 @@ def test_the_loops_run_on_a_real_prefect_server_as_the_ui_drives_them(
         assert paused.state is not None
         keyset = paused.state.state_details.run_input_keyset
         assert keyset is not None
-        schema = json.loads(client.read_flow_run_input(paused.id, keyset["schema"]))
+        # The pause is visible a moment before each of its inputs is written: wait for them.
+        schema = json.loads(
+            _until(lambda: _run_input(client, paused.id, keyset["schema"]), 30, "the form")
+        )
         assert set(schema["properties"]) == {"approved", "reviewer", "notes"}
         assert schema["properties"]["reviewer"]["description"]
-        description = client.read_flow_run_input(paused.id, keyset["description"])
+        description = _until(
+            lambda: _run_input(client, paused.id, keyset["description"]), 30, "the description"
+        )
         assert "Fix proposal #" in description and "fails before, passes after" in description
 
         # The UI's form posts the input to the resume endpoint.

@@ -143,7 +143,7 @@ def _where_to_look(tests: int, seconds: float) -> Panel:
         "",
         "In the Prefect UI ([bold]prefect server start[/], then http://127.0.0.1:4200):",
         "  • Runs: [cyan]ingest-failures[/] once a day, each with its "
-        "[cyan]generate-regression-tests[/] subflow when a signature crossed the threshold;",
+        "batch task that builds the tests a signature crossing the threshold made due;",
         "  • Artifacts: [cyan]regression-tests-generated[/] lists the signatures and their tests;",
         "    [cyan]test-health[/], [cyan]suite-summary[/] and [cyan]recent-failures[/] show the"
         " regression runs.",

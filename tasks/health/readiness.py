@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, select
 
 from immunity.models.enums import ExecutionStatus, TestKind
 from immunity.models.readiness import ProbeResult, Readiness, ReadinessBand, ReadinessPart
@@ -37,6 +37,7 @@ from immunity.models.tables import RegressionTest, TestExecution
 from immunity.tasks.health.probes import database_probe, http_probe, tcp_probe
 from immunity.tasks.health.tasks import measure_failure_rate
 from immunity.tasks.regress.selection import UnknownEnvironmentError, is_critical_type
+from immunity.tasks.regress.store import ranked_runs
 
 if TYPE_CHECKING:
     from immunity.models.settings import Settings
@@ -169,23 +170,8 @@ def latest_results(
     engine: Engine, *, environment: str | None = None, exclude_test_ids: Sequence[int] = ()
 ) -> list[LatestResult]:
     """Return every active, non-quarantined test with its latest non-skipped run's status."""
-    conditions = [executions.c.status != ExecutionStatus.SKIPPED.value]
-    if environment is not None:
-        conditions.append(executions.c.environment == environment)
-    ranked = (
-        select(
-            executions.c.test_id,
-            executions.c.status,
-            func.row_number()
-            .over(
-                partition_by=executions.c.test_id,
-                order_by=(executions.c.started_at.desc(), executions.c.id.desc()),
-            )
-            .label("rank"),
-        )
-        .where(*conditions)
-        .subquery()
-    )
+    conditions = [] if environment is None else [executions.c.environment == environment]
+    ranked = ranked_runs(*conditions)
     query = (
         select(tests.c.name, tests.c.kind, tests.c.type, tests.c.tags, ranked.c.status)
         .outerjoin(ranked, and_(ranked.c.test_id == tests.c.id, ranked.c.rank == 1))

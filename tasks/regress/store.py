@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, func, insert, update
 from sqlmodel import Session, col, select
@@ -83,9 +84,10 @@ class RecordOutcome:
     critical_failures: list[str] = field(default_factory=list)
 
 
-def recent_statuses(session: Session, test_ids: Sequence[int], window: int) -> dict[int, list]:
-    """Return the newest `window` statuses of each test (skipped runs left out), newest first."""
-    ranked = (
+def ranked_runs(*conditions: Any) -> Any:
+    """Return a subquery of (test_id, status, rank) over runs that were not skipped, rank 1 the
+    newest of each test, narrowed by `conditions` over the executions table."""
+    return (
         select(
             executions.c.test_id,
             executions.c.status,
@@ -96,12 +98,14 @@ def recent_statuses(session: Session, test_ids: Sequence[int], window: int) -> d
             )
             .label("rank"),
         )
-        .where(
-            executions.c.test_id.in_(test_ids),
-            executions.c.status != ExecutionStatus.SKIPPED.value,
-        )
+        .where(executions.c.status != ExecutionStatus.SKIPPED.value, *conditions)
         .subquery()
     )
+
+
+def recent_statuses(session: Session, test_ids: Sequence[int], window: int) -> dict[int, list]:
+    """Return the newest `window` statuses of each test (skipped runs left out), newest first."""
+    ranked = ranked_runs(executions.c.test_id.in_(test_ids))
     rows = session.connection().execute(
         select(ranked.c.test_id, ranked.c.status)
         .where(ranked.c.rank <= window)
